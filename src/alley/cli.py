@@ -1,0 +1,257 @@
+"""The ``alley`` command: parse, resolve settings, call the API, render. No logic here.
+
+    alley [CONNECTION OPTIONS] [PATH] COMMAND [ARGS] [OPTIONS]
+
+Exit codes are set in exactly one place, :func:`main`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from alley.errors import AlleyError, ExitCode
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok · 1 migration failed · 2 usage · 3 configuration/discovery · "
+    "4 connection/authentication · 5 lock busy · 6 integrity (drift, out of order) · "
+    "7 pending work (status --check) · 8 plugin error · 70 internal error · 130 interrupted."
+)
+
+
+class AlleyGroup(TyperGroup):
+    """Accepts an optional PATH between the connection options and the command.
+
+    Click cannot parse an optional positional before a subcommand, so the first bare
+    word that is not a command name is rewritten to ``--path WORD`` before parsing.
+    ``-v/--verbose`` given after the command is moved before it.
+    """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        args = list(args)
+        verbose = [a for a in args if a in ("-v", "--verbose")]
+        args = verbose + [a for a in args if a not in ("-v", "--verbose")]
+        takes_value = {
+            name
+            for param in self.params
+            if not getattr(param, "is_flag", False) and not getattr(param, "count", False)
+            for name in getattr(param, "opts", [])
+        }
+        index = 0
+        while index < len(args):
+            word = args[index]
+            if word == "--":
+                break
+            if word.startswith("-") and word != "-":
+                index += 2 if word in takes_value else 1
+                continue
+            if word not in self.commands:
+                args[index : index + 1] = ["--path", word]
+            break
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=AlleyGroup,
+    name="alley",
+    help="Create, run and roll back MongoDB migrations written as plain Python files.",
+    epilog=EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+@app.callback()
+def connection_options(
+    ctx: typer.Context,
+    database: Annotated[str | None, typer.Option("-db", "--database", help="Database name.")] = None,
+    username: Annotated[str | None, typer.Option("-u", "--username", help="User name.")] = None,
+    password: Annotated[
+        str | None, typer.Option("-w", "--password", help="Password (prefer ALLEY_PASSWORD).")
+    ] = None,
+    auth: Annotated[
+        str | None, typer.Option("-a", "--auth", help="Authentication database.")
+    ] = None,
+    host: Annotated[str | None, typer.Option("-h", "--host", help="Server host.")] = None,
+    port: Annotated[int | None, typer.Option("-p", "--port", help="Server port.")] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", help="mongodb:// or mongodb+srv:// URL.")
+    ] = None,
+    path: Annotated[
+        str | None,
+        typer.Option("--path", help="The folder that contains migrations/ (or give it as PATH)."),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Seconds to wait for the server [5].")
+    ] = None,
+    disable_plugin: Annotated[
+        list[str] | None,
+        typer.Option("--disable-plugin", help="Do not load this plugin (repeatable)."),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Show tracebacks of errors.")
+    ] = False,
+) -> None:
+    """Connection options come first, then PATH (optional), then the command."""
+    from alley.settings import load_settings
+
+    ctx.obj = load_settings(
+        {
+            "database": database,
+            "username": username,
+            "password": password,
+            "auth_source": auth,
+            "host": host,
+            "port": port,
+            "url": url,
+            "path": path,
+            "timeout": timeout,
+            "disable_plugins": tuple(disable_plugin or ()),
+        }
+    )
+
+
+@app.command()
+def create(ctx: typer.Context, name: Annotated[str, typer.Argument(help="What it does.")]) -> None:
+    """Write migrations/<next id>_<name>.py with empty up(db) and down(db)."""
+    from alley import api
+
+    result = api.create(ctx.obj, name)
+    typer.echo(f"created {result.location}")
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 7 when migrations are pending (a CI gate).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show applied migrations (with dates) and the ones pending execution."""
+    from alley import api, render
+
+    report = api.status(ctx.obj)
+    render.warnings_(report.warnings)
+    if as_json:
+        render.print_json(report)
+    else:
+        render.status_report(report)
+    if check and report.pending:
+        raise typer.Exit(ExitCode.PENDING)
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    migration_id: Annotated[
+        str | None, typer.Argument(help="Apply up to and including this id [all].")
+    ] = None,
+    fake: Annotated[bool, typer.Option("--fake", help="Record without executing.")] = False,
+    allow_out_of_order: Annotated[
+        bool,
+        typer.Option("--allow-out-of-order", help="Apply pending ids lower than applied ones."),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Run pending migrations in id order."""
+    from alley import api, render
+
+    report = api.up(
+        ctx.obj,
+        migration_id,
+        fake=fake,
+        allow_out_of_order=allow_out_of_order,
+        on_step=None if as_json else render.step,
+    )
+    render.warnings_(report.warnings)
+    if as_json:
+        render.print_json(report)
+    else:
+        render.run_summary(report)
+
+
+@app.command()
+def down(
+    ctx: typer.Context,
+    migration_id: Annotated[str, typer.Argument(help="Roll back down to and including this id.")],
+    fake: Annotated[bool, typer.Option("--fake", help="Remove records without executing.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Roll back applied migrations, newest first."""
+    from alley import api, render
+
+    report = api.down(ctx.obj, migration_id, fake=fake, on_step=None if as_json else render.step)
+    render.warnings_(report.warnings)
+    if as_json:
+        render.print_json(report)
+    else:
+        render.run_summary(report)
+
+
+@app.command("plugins")
+def list_plugins(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List the loaded plugins, their versions and the hooks they implement."""
+    from alley import api, render
+
+    infos = api.plugins(ctx.obj)
+    if as_json:
+        render.print_json(infos)
+    else:
+        render.plugins(infos)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``alley`` command; the one place that maps errors to exit codes."""
+    args = sys.argv[1:] if argv is None else argv
+    verbose = any(a in ("-v", "--verbose") for a in args) or bool(os.environ.get("ALLEY_VERBOSE"))
+    try:
+        app(args=args, prog_name="alley", standalone_mode=False)
+    except AlleyError as error:
+        return _fail(error, error.exit_code, str(error), verbose)
+    except KeyboardInterrupt as error:
+        return _fail(error, ExitCode.INTERRUPTED, "interrupted", verbose)
+    except Exception as error:
+        return _from_other(error, verbose)
+    return ExitCode.OK
+
+
+def _from_other(error: Exception, verbose: bool) -> int:
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+    if isinstance(error, typer.Exit):
+        return int(error.exit_code)
+    if isinstance(error, typer.Abort):
+        return _fail(error, ExitCode.INTERRUPTED, "interrupted", verbose)
+    if isinstance(error, NoArgsIsHelpError):
+        error.show()
+        return ExitCode.USAGE
+    if isinstance(error, ClickException):
+        message = error.format_message()
+        return _fail(error, ExitCode.USAGE, f"{message} (see 'alley --help')", False)
+    return _fail(
+        error,
+        ExitCode.INTERNAL,
+        f"internal error: {type(error).__name__}: {error} (run with --verbose for details)",
+        verbose,
+    )
+
+
+def _fail(error: BaseException, code: int, message: str, verbose: bool) -> int:
+    if verbose:
+        traceback.print_exception(error, file=sys.stderr)
+    sys.stderr.write(f"alley: error: {message}\n")
+    return int(code)
+
+
+def run() -> None:
+    sys.exit(main())

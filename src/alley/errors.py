@@ -1,0 +1,101 @@
+"""Every error alley raises on purpose, each kind carrying its exit code.
+
+The CLI entry point is the one place that turns these into messages and exit codes;
+everything below it raises and never exits.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The documented exit codes of the `alley` command (docs/exit-codes.md)."""
+
+    OK = 0
+    MIGRATION_FAILED = 1
+    USAGE = 2
+    CONFIG = 3
+    CONNECTION = 4
+    LOCK_BUSY = 5
+    INTEGRITY = 6
+    PENDING = 7
+    PLUGIN = 8
+    INTERNAL = 70
+    INTERRUPTED = 130
+
+
+class AlleyError(Exception):
+    """Base of alley's errors: a one-line message that says what happened and what to do."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(AlleyError):
+    """Bad arguments: unknown or non-numeric target, a target in the wrong state."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(AlleyError):
+    """Bad settings or project layout: PATH missing, a bad pyproject.toml, no database name."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class DiscoveryError(ConfigError):
+    """The migrations cannot be read: no folder, duplicate ids, a file that does not compile."""
+
+
+class MigrationsFolderMissing(DiscoveryError):
+    """The migrations folder does not exist yet (`create` makes it; other commands fail)."""
+
+
+class ConnectionFailed(AlleyError):
+    """The server is unreachable or refused the credentials."""
+
+    exit_code = ExitCode.CONNECTION
+
+
+class MigrationFailed(AlleyError):
+    """A migration's own code raised; nothing after it ran and it was not recorded."""
+
+    exit_code = ExitCode.MIGRATION_FAILED
+
+    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class LockBusy(AlleyError):
+    """Another alley process holds the lock."""
+
+    exit_code = ExitCode.LOCK_BUSY
+
+
+class IntegrityError(AlleyError):
+    """History and files disagree: a deleted or edited applied file, out-of-order ids."""
+
+    exit_code = ExitCode.INTEGRITY
+
+
+class PluginError(AlleyError):
+    """A plugin failed to load, declared an unknown hook, or raised inside a hook."""
+
+    exit_code = ExitCode.PLUGIN
+
+
+class AlleyWarning(UserWarning):
+    """Something the user should see but that does not stop the command.
+
+    Plugins emit these with :func:`warnings.warn`; the API collects them into the
+    report's ``warnings`` and the CLI prints them.
+    """

@@ -1,0 +1,105 @@
+"""Typed calls of alley's hooks: ``manager.hook.*`` is untyped, so every call goes here.
+
+Each call checks what the plugins returned and turns an unexpected exception raised
+inside a plugin into an error that names the plugin.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from alley.errors import ConnectionFailed, PluginError
+from alley.model import Direction, HistoryStore, LoadedMigration, Migration
+from alley.plugins import blame
+
+if TYPE_CHECKING:
+    from pymongo.database import Database
+
+    from alley.settings import Settings
+
+
+class Hooks:
+    """The hooks of one plugin manager, as typed methods."""
+
+    def __init__(self, manager: pluggy.PluginManager) -> None:
+        self.manager = manager
+        self._hook = manager.hook
+
+    @contextmanager
+    def _attributed(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception as error:
+            connection_error = _as_connection_error(error)
+            if connection_error is not None:
+                raise connection_error from error
+            plugin_error = blame(self.manager, error)
+            if plugin_error is not None:
+                raise plugin_error from error
+            raise
+
+    def _required(self, result: Any, hook: str) -> Any:
+        if result is None:
+            raise PluginError(
+                f"no plugin implements {hook}",
+                hint="a default plugin was disabled without a replacement; see 'alley plugins'",
+            )
+        return result
+
+    def connect(self, settings: Settings) -> Database[Any]:
+        with self._attributed():
+            result = self._hook.alley_connect(settings=settings)
+        return self._required(result, "alley_connect")  # type: ignore[no-any-return]
+
+    def discover(self, settings: Settings) -> list[Migration]:
+        with self._attributed():
+            results = self._hook.alley_discover_migrations(settings=settings)
+        migrations = [m for result in results if result for m in result]
+        with self._attributed():
+            ordered = self._hook.alley_order_migrations(migrations=migrations)
+        return list(self._required(ordered, "alley_order_migrations"))
+
+    def create(self, settings: Settings, migration_id: int, name: str) -> str:
+        with self._attributed():
+            result = self._hook.alley_create_migration(
+                settings=settings, migration_id=migration_id, name=name
+            )
+        return str(self._required(result, "alley_create_migration"))
+
+    def load(self, migration: Migration) -> LoadedMigration:
+        with self._attributed():
+            result = self._hook.alley_load_migration(migration=migration)
+        return self._required(result, "alley_load_migration")  # type: ignore[no-any-return]
+
+    def execute(
+        self, migration: Migration, loaded: LoadedMigration, direction: Direction, db: Any
+    ) -> None:
+        with self._attributed():
+            result = self._hook.alley_execute_migration(
+                migration=migration, loaded=loaded, direction=direction, db=db
+            )
+        self._required(result, "alley_execute_migration")
+
+    def history_store(self, settings: Settings, db: Any) -> HistoryStore:
+        with self._attributed():
+            result = self._hook.alley_history_store(settings=settings, db=db)
+        return self._required(result, "alley_history_store")  # type: ignore[no-any-return]
+
+    def store_call(self, call: Any, *args: Any) -> Any:
+        """Call a history store method with the same error attribution as a hook."""
+        with self._attributed():
+            return call(*args)
+
+
+def _as_connection_error(error: BaseException) -> ConnectionFailed | None:
+    # pymongo is only imported once something connected; no connection, no such error.
+    errors = sys.modules.get("pymongo.errors")
+    if errors is None or not isinstance(error, errors.ConnectionFailure):
+        return None
+    first_line = str(error).split(",", 1)[0].splitlines()[0] if str(error) else type(error).__name__
+    return ConnectionFailed(f"lost the connection to the server: {first_line}")

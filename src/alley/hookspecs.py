@@ -1,0 +1,177 @@
+"""The hooks through which alley does everything that touches the outside world.
+
+The core plans and orders; discovering, loading, executing and recording migrations,
+and connecting to the server, are all asked of plugins. The defaults are plugins too
+(``alley_plugins``), registered first and marked ``trylast`` so any installed plugin
+that implements a ``firstresult`` hook wins over them.
+
+Each hook is documented here, where it is declared; ``docs/hooks.md`` is generated
+from these docstrings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from pymongo.database import Database
+
+    from alley.model import Direction, HistoryStore, LoadedMigration, Migration
+    from alley.settings import Settings
+
+PROJECT_NAME = "alley"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+# -------------------------------------------------------------------------
+# Connecting
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def alley_connect(settings: Settings) -> Database[Any] | None:
+    """Connect to the server and return the database migrations run against.
+
+    Called once per command that needs the database (never by ``create``), and only
+    when the caller did not pass a database of its own (``Migrations(path, db)``).
+    The returned database must answer: raise :class:`alley.errors.ConnectionFailed`
+    with a one-line message (never containing the password) if it does not.
+
+    Stops at first non-None result. Returning ``None`` leaves it to the next plugin.
+
+    :param settings: The resolved settings (URL, host, port, credentials, timeout).
+    :returns: A pymongo ``Database``.
+
+    Default: ``alley_plugins.mongoengine_connection`` (``mongoengine.connect`` and
+    ``get_db``, as alley 0.0.3 did).
+    """
+
+
+# -------------------------------------------------------------------------
+# Discovering and ordering
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def alley_discover_migrations(settings: Settings) -> Sequence[Migration] | None:
+    """Return the migrations this plugin provides.
+
+    Called by every command that needs the list of migrations (``create`` included, to
+    find the next id). Every plugin contributes: results are concatenated, and two
+    migrations with one id are an error whichever plugins they came from.
+
+    Raise :class:`alley.errors.MigrationsFolderMissing` when the source does not exist
+    yet (``create`` then starts from nothing; other commands fail with its message),
+    or :class:`alley.errors.DiscoveryError` for anything unreadable.
+
+    :param settings: The resolved settings; ``settings.path`` may be ``None``.
+    :returns: The migrations found, in any order, or ``None`` for none.
+
+    Default: ``alley_plugins.filesystem`` (``<PATH>/migrations/NNNN_name.py``).
+    """
+
+
+@hookspec(firstresult=True)
+def alley_order_migrations(migrations: Sequence[Migration]) -> Sequence[Migration] | None:
+    """Return the migrations in the order they apply.
+
+    Called once after discovery.
+
+    Stops at first non-None result.
+
+    :param migrations: Every discovered migration, ids unique.
+    :returns: The same migrations, ordered.
+
+    Default: ``alley_plugins.filesystem`` orders by id.
+    """
+
+
+@hookspec(firstresult=True)
+def alley_create_migration(settings: Settings, migration_id: int, name: str) -> str | None:
+    """Write a new, empty migration and return where it was written.
+
+    Called by ``create`` with the next id and the normalised name; makes whatever
+    folder it needs. Must not connect to the server.
+
+    Stops at first non-None result.
+
+    :param settings: The resolved settings.
+    :param migration_id: The id of the new migration (highest so far + 1).
+    :param name: The normalised name, ``[a-z0-9_]+``.
+    :returns: The location of the new migration (a path, for the default).
+
+    Default: ``alley_plugins.filesystem`` writes ``migrations/NNNN_name.py``.
+    """
+
+
+# -------------------------------------------------------------------------
+# Loading and executing
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def alley_load_migration(migration: Migration) -> LoadedMigration | None:
+    """Load a migration's code and return its ``up`` and ``down`` callables.
+
+    Called for every step of a plan **before any step runs**, so a file that does not
+    compile or import stops the command with nothing done. Raise
+    :class:`alley.errors.DiscoveryError` naming the file and line for such a file.
+
+    Stops at first non-None result.
+
+    :param migration: The migration to load.
+    :returns: An object with ``up`` and ``down`` attributes (``None`` when absent).
+
+    Default: ``alley_plugins.python_executor`` compiles ``migration.source``.
+    """
+
+
+@hookspec(firstresult=True)
+def alley_execute_migration(
+    migration: Migration, loaded: LoadedMigration, direction: Direction, db: Database[Any]
+) -> bool | None:
+    """Run one step of a plan: the migration's ``up`` or ``down`` against ``db``.
+
+    Called once per step, in plan order, right before the step is recorded. Raise
+    :class:`alley.errors.MigrationFailed` (with the user's file and line in the message)
+    when the migration's code raises; the step is then not recorded and nothing after
+    it runs. Wrap this hook (``wrapper=True``) to time, log or guard each step.
+
+    Stops at first non-None result.
+
+    :param migration: The migration of this step.
+    :param loaded: What :func:`alley_load_migration` returned for it.
+    :param direction: ``Direction.UP`` or ``Direction.DOWN``.
+    :param db: The database the migration runs against.
+    :returns: ``True`` once executed.
+
+    Default: ``alley_plugins.python_executor`` calls ``loaded.up(db)`` / ``loaded.down(db)``.
+    """
+
+
+# -------------------------------------------------------------------------
+# Recording
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def alley_history_store(settings: Settings, db: Database[Any]) -> HistoryStore | None:
+    """Return the store that records which migrations are applied.
+
+    Called once per command that reads or writes history. A plugin that returns a store
+    owns all of history: reading it for ``status``, recording each step of ``up`` and
+    removing records on ``down``.
+
+    Stops at first non-None result.
+
+    :param settings: The resolved settings (``settings.options`` holds ``[tool.alley]``).
+    :param db: The database migrations run against.
+    :returns: A :class:`alley.model.HistoryStore`.
+
+    Default: ``alley_plugins.mongo_history`` (the ``db_migrations`` collection of ``db``).
+    """

@@ -1,0 +1,186 @@
+"""Pure planning: discovered migrations + history + a request → statuses or a plan.
+
+No I/O here: every function takes values and returns values or raises a precise
+error, so all of it is unit-tested without files or a server.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from alley.errors import DiscoveryError, IntegrityError, UsageError
+from alley.model import (
+    Direction,
+    Drift,
+    HistoryRecord,
+    Migration,
+    MigrationStatus,
+    Plan,
+    State,
+)
+
+_NOT_NAME_CHARACTER = re.compile(r"[^a-z0-9_]")
+
+
+def normalise_name(name: str) -> str:
+    """Turn a human name into the ``[a-z0-9_]`` part of a migration filename.
+
+    Lower-cased first (0.0.3 did not), then every other character becomes ``_``.
+    """
+    normalised = _NOT_NAME_CHARACTER.sub("_", name.strip().lower())
+    if not normalised.strip("_"):
+        raise UsageError(
+            f"invalid migration name {name!r}",
+            hint="use letters, digits or underscores, e.g. 'add_users'",
+        )
+    return normalised
+
+
+def next_id(existing_ids: Iterable[int]) -> int:
+    """The id for a new migration: the highest id so far plus one (1 for the first)."""
+    return max(existing_ids, default=0) + 1
+
+
+def parse_target(text: str | int) -> int:
+    """Parse a MIGRATION_ID argument: ``3``, ``0003`` and ``0003_add_users.py`` are all 3."""
+    if isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*0*(\d+)(?:_[A-Za-z0-9_]*(?:\.py)?)?\s*", text)
+    if not match:
+        raise UsageError(
+            f"invalid migration id {text!r}", hint="give the number at the start of its filename"
+        )
+    return int(match.group(1))
+
+
+def check_unique_ids(migrations: Sequence[Migration]) -> None:
+    """Refuse two migrations with one id: their order, and which ran, would be ambiguous."""
+    by_id: dict[int, Migration] = {}
+    for migration in migrations:
+        other = by_id.setdefault(migration.id, migration)
+        if other is not migration:
+            raise DiscoveryError(
+                f"two migrations have id {migration.id}: {other.location} and "
+                f"{migration.location}",
+                hint="renumber one of them",
+            )
+
+
+def reconcile(
+    migrations: Sequence[Migration], history: Sequence[HistoryRecord]
+) -> tuple[MigrationStatus, ...]:
+    """Match each migration with its history record and say what state it is in.
+
+    A record matches the migration with the same filename (0.0.3's rule). A file renamed
+    after it was applied (same id, new name, its old name matching no file) still counts
+    as applied, flagged ``renamed``, so it never runs twice. A record whose file is gone
+    is applied and ``deleted``. Applied files whose source changed are ``changed``;
+    records without a checksum (written by 0.0.3) are ``unknown``, never drift.
+    """
+    by_filename = {m.filename: m for m in migrations}
+    unmatched_records: dict[int, HistoryRecord] = {}
+    statuses: list[MigrationStatus] = []
+    matched: set[str] = set()
+
+    for record in history:
+        migration = by_filename.get(record.filename)
+        if migration is None:
+            unmatched_records.setdefault(record.id, record)
+            continue
+        matched.add(migration.filename)
+        statuses.append(_applied(migration, record, renamed=False))
+
+    for migration in migrations:
+        if migration.filename in matched:
+            continue
+        record = unmatched_records.pop(migration.id, None)
+        if record is not None:
+            statuses.append(_applied(migration, record, renamed=True))
+        else:
+            statuses.append(
+                MigrationStatus(
+                    migration.id, migration.filename, State.PENDING, migration, None, None
+                )
+            )
+
+    for record in unmatched_records.values():
+        statuses.append(
+            MigrationStatus(record.id, record.filename, State.APPLIED, None, record, Drift.DELETED)
+        )
+    return tuple(sorted(statuses, key=lambda s: (s.id, s.filename)))
+
+
+def _applied(migration: Migration, record: HistoryRecord, *, renamed: bool) -> MigrationStatus:
+    drift: Drift | None
+    if renamed:
+        drift = Drift.RENAMED
+    elif record.checksum is None:
+        drift = Drift.UNKNOWN
+    elif record.checksum != migration.checksum:
+        drift = Drift.CHANGED
+    else:
+        drift = None
+    return MigrationStatus(migration.id, record.filename, State.APPLIED, migration, record, drift)
+
+
+def plan_up(
+    statuses: Sequence[MigrationStatus],
+    target: int | None = None,
+    *,
+    allow_out_of_order: bool = False,
+) -> Plan:
+    """Pending migrations to apply, in id order, up to and including ``target``.
+
+    ``target`` must be a pending migration (0.0.3's rule). A pending migration with an id
+    lower than an applied one (merged branches) is refused unless ``allow_out_of_order``.
+    """
+    pending = [s for s in statuses if s.state is State.PENDING]
+    if target is not None:
+        _require_known(statuses, target)
+        if not any(s.id == target for s in pending):
+            raise UsageError(
+                f"migration {target} is already applied", hint="run 'alley status' to see pending"
+            )
+        pending = [s for s in pending if s.id <= target]
+
+    newest_applied = max((s.id for s in statuses if s.state is State.APPLIED), default=None)
+    if not allow_out_of_order and newest_applied is not None:
+        behind = [s for s in pending if s.id < newest_applied]
+        if behind:
+            names = ", ".join(s.filename for s in behind)
+            raise IntegrityError(
+                f"pending {names} is older than applied migration {newest_applied}",
+                hint="renumber it, or run it anyway with --allow-out-of-order",
+            )
+    return Plan(Direction.UP, tuple(sorted(pending, key=lambda s: s.id)), target)
+
+
+def plan_down(statuses: Sequence[MigrationStatus], target: int) -> Plan:
+    """Applied migrations to roll back, newest first, down to and including ``target``.
+
+    Every step needs its file (to call ``down``); a deleted one stops the plan before
+    anything runs or is removed.
+    """
+    _require_known(statuses, target)
+    applied = [s for s in statuses if s.state is State.APPLIED]
+    if not any(s.id == target for s in applied):
+        raise UsageError(
+            f"migration {target} is not applied", hint="run 'alley status' to see what is"
+        )
+    steps = sorted((s for s in applied if s.id >= target), key=lambda s: s.id, reverse=True)
+    missing = [s for s in steps if s.migration is None]
+    if missing:
+        names = ", ".join(s.filename for s in missing)
+        raise IntegrityError(
+            f"cannot roll back {names}: the migration file is gone",
+            hint="restore it from version control; nothing was rolled back",
+        )
+    return Plan(Direction.DOWN, tuple(steps), target)
+
+
+def _require_known(statuses: Sequence[MigrationStatus], target: int) -> None:
+    if not any(s.id == target for s in statuses):
+        raise UsageError(
+            f"no migration has id {target}", hint="run 'alley status' to see the ids"
+        )

@@ -1,0 +1,131 @@
+"""Everything the CLI shows: plain lines for logs and pipes, a table on a terminal, JSON.
+
+The API returns reports; only this module turns them into text. rich is imported only
+when a table is drawn on a terminal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from alley.model import Drift, MigrationStatus, PluginInfo, RunReport, StatusReport, StepResult
+
+
+def to_jsonable(value: Any) -> Any:
+    """Reports as JSON-ready data: dataclasses to dicts, datetimes to ISO 8601."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def print_json(data: Any, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    json.dump(to_jsonable(data), out, indent=2, sort_keys=True)
+    out.write("\n")
+
+
+def warnings_(messages: Sequence[str], err: TextIO | None = None) -> None:
+    err = err or sys.stderr
+    for message in messages:
+        err.write(f"alley: warning: {message}\n")
+
+
+def _date(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
+
+
+def _note(status: MigrationStatus) -> str:
+    if status.drift is Drift.RENAMED and status.migration is not None:
+        return f"renamed: recorded as {status.record.filename if status.record else '?'}"
+    if status.drift is Drift.DELETED:
+        return "file deleted"
+    if status.drift is Drift.CHANGED:
+        return "file changed since applied"
+    return ""
+
+
+def _filename(status: MigrationStatus) -> str:
+    return status.migration.filename if status.migration else status.filename
+
+
+def status_report(report: StatusReport, out: TextIO | None = None) -> None:
+    """One line per migration (``applied``/``pending``, filename, date, notes), then a total."""
+    out = out or sys.stdout
+    if not report.statuses:
+        out.write("no migrations\n")
+        return
+    if out.isatty():
+        _status_table(report, out)
+    else:
+        width = max(len(_filename(s)) for s in report.statuses)
+        for status in report.statuses:
+            columns = [f"{status.state.value:<8}", f"{_filename(status):<{width}}"]
+            columns += [_date(status.applied_at), _note(status)]
+            out.write("  ".join(columns).rstrip() + "\n")
+    out.write(f"{len(report.applied)} applied, {len(report.pending)} pending\n")
+
+
+def _status_table(report: StatusReport, out: TextIO) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("state", "migration", "applied at", "note"):
+        table.add_column(column)
+    for status in report.statuses:
+        style = "green" if status.state.value == "applied" else "yellow"
+        table.add_row(
+            f"[{style}]{status.state.value}[/]",
+            _filename(status),
+            _date(status.applied_at),
+            f"[red]{_note(status)}[/]" if _note(status) else "",
+        )
+    Console(file=out).print(table)
+
+
+def step(result: StepResult, out: TextIO | None = None) -> None:
+    """The line printed as soon as a step is done."""
+    out = out or sys.stdout
+    verb = {"up": "applied", "down": "rolled back"}[result.direction.value]
+    if result.fake:
+        verb = {"up": "recorded (fake)", "down": "forgot (fake)"}[result.direction.value]
+    out.write(f"{verb:<15} {result.filename}  ({result.duration_s * 1000:.0f} ms)\n")
+    out.flush()
+
+
+def run_summary(report: RunReport, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    if not report.steps:
+        out.write("nothing to do\n" if report.direction.value == "up" else "nothing rolled back\n")
+        return
+    total = sum(s.duration_s for s in report.steps)
+    noun = "migration" if len(report.steps) == 1 else "migrations"
+    verb = "applied" if report.direction.value == "up" else "rolled back"
+    out.write(f"{len(report.steps)} {noun} {verb} in {total:.2f}s\n")
+
+
+def plugins(infos: Sequence[PluginInfo], out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    for info in infos:
+        origin = f"{info.distribution or '?'} {info.version or ''}".strip()
+        kind = "default" if info.default else "installed"
+        out.write(f"{info.name}  {kind}  {origin}  {info.module}  [{', '.join(info.hooks)}]\n")

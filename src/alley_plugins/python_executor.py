@@ -1,0 +1,76 @@
+"""Load a migration's Python source and call its ``up(db)`` / ``down(db)``."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+import types
+from typing import TYPE_CHECKING, Any
+
+from alley.errors import DiscoveryError, MigrationFailed
+from alley.hookspecs import hookimpl
+from alley.model import Direction, LoadedMigration, Migration, MigrationFunctions
+
+if TYPE_CHECKING:
+    from pymongo.database import Database
+
+
+@hookimpl(trylast=True)
+def alley_load_migration(migration: Migration) -> LoadedMigration:
+    try:
+        code = compile(migration.source, migration.location, "exec")
+    except SyntaxError as error:
+        raise DiscoveryError(
+            f"{migration.location}:{error.lineno}: {error.msg}",
+            hint="fix the file; nothing ran",
+        ) from error
+    module = types.ModuleType(f"alley_migration_{migration.id:04}_{migration.name}")
+    module.__file__ = migration.location
+    # Registered while it runs so that pickling, dataclasses and typing can find it.
+    sys.modules[module.__name__] = module
+    try:
+        exec(code, module.__dict__)
+    except Exception as error:
+        raise DiscoveryError(
+            f"{migration.location} failed to load: {_describe(error, migration)}",
+            hint="fix the file; nothing ran",
+        ) from error
+    finally:
+        sys.modules.pop(module.__name__, None)
+    return MigrationFunctions(
+        up=_callable(module, "up"),
+        down=_callable(module, "down"),
+    )
+
+
+def _callable(module: types.ModuleType, name: str) -> Any:
+    function = getattr(module, name, None)
+    return function if callable(function) else None
+
+
+@hookimpl(trylast=True)
+def alley_execute_migration(
+    migration: Migration, loaded: LoadedMigration, direction: Direction, db: Database[Any]
+) -> bool:
+    function = loaded.up if direction is Direction.UP else loaded.down
+    if function is None:
+        raise DiscoveryError(f"{migration.location} has no {direction}(db) function")
+    try:
+        function(db)
+    except Exception as error:
+        raise MigrationFailed(
+            f"{migration.filename} failed ({direction}): {_describe(error, migration)}",
+            cause=error,
+        ) from error
+    return True
+
+
+def _describe(error: BaseException, migration: Migration) -> str:
+    """``KeyError: 'x' at 0002_x.py:7``, pointing at the user's line, not alley's."""
+    frames = traceback.extract_tb(error.__traceback__)
+    own = [frame for frame in frames if frame.filename == migration.location]
+    frame = (own or frames or [None])[-1]
+    message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    if frame is None:
+        return message
+    return f"{message} (at {frame.filename}:{frame.lineno})"
