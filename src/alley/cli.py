@@ -50,7 +50,8 @@ class AlleyGroup(TyperGroup):
             if word.startswith("-") and word != "-":
                 index += 2 if word in takes_value else 1
                 continue
-            if word not in self.commands:
+            # A bare word followed by more words is PATH; alone, it is a (mistyped) command.
+            if word not in self.commands and index + 1 < len(args):
                 args[index : index + 1] = ["--path", word]
             break
         return super().parse_args(ctx, args)
@@ -143,7 +144,7 @@ def status(
     report = api.status(ctx.obj)
     render.warnings_(report.warnings)
     if as_json:
-        render.print_json(report)
+        render.print_json(render.status_data(report))
     else:
         render.status_report(report)
     if check and report.pending:
@@ -215,14 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     verbose = any(a in ("-v", "--verbose") for a in args) or bool(os.environ.get("ALLEY_VERBOSE"))
     try:
-        app(args=args, prog_name="alley", standalone_mode=False)
+        # Without standalone mode click returns the code of a typer.Exit instead of exiting.
+        returned = app(args=args, prog_name="alley", standalone_mode=False)
     except AlleyError as error:
         return _fail(error, error.exit_code, str(error), verbose)
     except KeyboardInterrupt as error:
         return _fail(error, ExitCode.INTERRUPTED, "interrupted", verbose)
     except Exception as error:
         return _from_other(error, verbose)
-    return ExitCode.OK
+    return returned if isinstance(returned, int) else ExitCode.OK
 
 
 def _from_other(error: Exception, verbose: bool) -> int:

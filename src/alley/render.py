@@ -43,6 +43,33 @@ def print_json(data: Any, out: TextIO | None = None) -> None:
     out.write("\n")
 
 
+def status_data(report: StatusReport) -> dict[str, Any]:
+    """The JSON shape of ``status``: one entry per migration, plus counts and warnings."""
+    return {
+        "migrations": [
+            {
+                "id": s.id,
+                "filename": _filename(s),
+                "recorded_filename": s.record.filename if s.record else None,
+                "state": s.state.value,
+                "applied_at": _iso(s.applied_at),
+                "drift": s.drift.value if s.drift else None,
+                "location": s.migration.location if s.migration else None,
+                "checksum": s.migration.checksum if s.migration else None,
+                "recorded_checksum": s.record.checksum if s.record else None,
+            }
+            for s in report.statuses
+        ],
+        "applied": len(report.applied),
+        "pending": len(report.pending),
+        "warnings": list(report.warnings),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
 def warnings_(messages: Sequence[str], err: TextIO | None = None) -> None:
     err = err or sys.stderr
     for message in messages:

@@ -1,0 +1,261 @@
+"""Bad input through the real ``alley`` process: one clear line, its exit code, nothing lost."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from conftest import Project
+
+USAGE, CONFIG, CONNECTION, FAILED, INTEGRITY = 2, 3, 4, 1, 6
+
+
+def error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith("alley: error:")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def test_failing_migration_stops_there_unrecorded_with_users_file_and_line(
+    project: Project, mongo_db: Any
+) -> None:
+    project.counter("0001_a.py")
+    failing = project.write("0002_b.py", up="db.x.insert_one({'a': 1})\nraise KeyError('boom')")
+    project.counter("0003_c.py")
+
+    result = project.alley("up")
+
+    assert result.returncode == FAILED
+    line = error_line(result.stderr)
+    assert "0002_b.py" in line
+    assert "KeyError" in line
+    assert f"{failing}:4" in line  # the raise is on line 4 of the written file
+    assert "Traceback" not in result.stderr
+    assert [r["id"] for r in mongo_db.db_migrations.find()] == [1]
+    assert {d["_id"] for d in mongo_db.counters.find()} == {"0001"}
+
+    verbose = project.alley("up", "--verbose")
+    assert verbose.returncode == FAILED
+    assert "Traceback" in verbose.stderr
+
+    project.write("0002_b.py", up="pass")
+    fixed = project.alley("up")
+    assert fixed.returncode == 0, fixed.output
+    assert sorted(r["id"] for r in mongo_db.db_migrations.find()) == [1, 2, 3]
+
+
+def test_file_that_does_not_compile_is_reported_before_anything_runs(
+    project: Project, mongo_db: Any
+) -> None:
+    project.counter("0001_a.py")
+    (project.folder / "0002_broken.py").write_text("def up(db):\n    return (\n")
+
+    result = project.alley("up")
+
+    assert result.returncode == CONFIG
+    assert "0002_broken.py" in error_line(result.stderr)
+    assert mongo_db.db_migrations.count_documents({}) == 0
+    assert mongo_db.counters.count_documents({}) == 0
+
+
+def test_missing_up_function_is_reported_before_anything_runs(
+    project: Project, mongo_db: Any
+) -> None:
+    project.counter("0001_a.py")
+    (project.folder / "0002_no_up.py").write_text("def down(db):\n    pass\n")
+
+    result = project.alley("up")
+
+    assert result.returncode == CONFIG
+    line = error_line(result.stderr)
+    assert "0002_no_up.py" in line
+    assert "up(db)" in line
+    assert mongo_db.counters.count_documents({}) == 0
+
+
+def test_missing_down_function(project: Project, mongo_db: Any) -> None:
+    (project.folder / "0001_no_down.py").write_text("def up(db):\n    pass\n")
+    assert project.alley("up").returncode == 0
+
+    result = project.alley("down", "1")
+
+    assert result.returncode == CONFIG
+    assert "down(db)" in error_line(result.stderr)
+    assert mongo_db.db_migrations.count_documents({}) == 1
+
+
+def test_two_files_with_the_same_id(project: Project, mongo_db: Any) -> None:
+    project.counter("0001_a.py")
+    project.counter("0001_b.py")
+
+    result = project.alley("up")
+
+    assert result.returncode == CONFIG
+    line = error_line(result.stderr)
+    assert "0001_a.py" in line
+    assert "0001_b.py" in line
+    assert mongo_db.counters.count_documents({}) == 0
+
+
+def test_near_miss_filename_is_warned_about(project: Project, mongo_db: Any) -> None:
+    project.counter("0001_a.py")
+    project.counter("0003_AddUsers.py")
+
+    result = project.alley("up")
+
+    assert result.returncode == 0, result.output
+    assert "0003_AddUsers.py" in result.stderr
+    assert "warning" in result.stderr
+    assert mongo_db.counters.count_documents({}) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["up", "9"], "no migration has id 9"),
+        (["up", "abc"], "invalid migration id"),
+        (["up", "1"], "already applied"),
+        (["down", "2"], "not applied"),
+        (["down", "9"], "no migration has id 9"),
+        (["down"], "Missing argument"),
+        (["frobnicate"], "No such command"),
+        (["up", "--nope"], "No such option"),
+    ],
+)
+def test_bad_targets_and_arguments_are_usage_errors(
+    project: Project, mongo_db: Any, args: list[str], expected: str
+) -> None:
+    project.counter("0001_a.py")
+    project.counter("0002_b.py")
+    assert project.alley("up", "1").returncode == 0
+
+    result = project.alley(*args)
+
+    assert result.returncode == USAGE, result.output
+    assert expected in error_line(result.stderr)
+    assert "Traceback" not in result.stderr
+    assert mongo_db.db_migrations.count_documents({}) == 1
+
+
+def test_no_migrations_folder(tmp_path: Any, project: Project) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+
+    result = project.alley(str(empty), "status")
+
+    assert result.returncode == CONFIG
+    assert "migrations/" in error_line(result.stderr)
+
+
+def test_no_migrations_folder_anywhere_without_path(tmp_path: Any, project: Project) -> None:
+    empty = tmp_path / "nowhere"
+    empty.mkdir()
+
+    result = project.alley("status", cwd=empty)
+
+    assert result.returncode == CONFIG
+    assert "no migrations/ folder" in error_line(result.stderr)
+
+
+def test_path_that_does_not_exist(project: Project) -> None:
+    result = project.alley("./no/such/dir", "status")
+
+    assert result.returncode == CONFIG
+    assert "does not exist" in error_line(result.stderr)
+
+
+def test_path_that_is_a_file(project: Project) -> None:
+    (project.root / "file.txt").write_text("x")
+
+    result = project.alley("file.txt", "status")
+
+    assert result.returncode == CONFIG
+    assert "not a directory" in error_line(result.stderr)
+
+
+def test_unreachable_server_fails_fast_with_connection_code_and_no_password(
+    project: Project,
+) -> None:
+    project.counter("0001_a.py")
+    secret = "s3cr3t-P@ss"
+    started = time.monotonic()
+
+    result = project.alley(
+        "--url",
+        "mongodb://alice:s3cr3t-P%40ss@127.0.0.1:9/appdb",
+        "--timeout",
+        "1",
+        "-w",
+        secret,
+        "status",
+        "--verbose",
+        url=False,
+    )
+
+    elapsed = time.monotonic() - started
+    assert result.returncode == CONNECTION, result.output
+    assert "cannot reach the server" in error_line(result.stderr)
+    assert elapsed < 15
+    assert secret not in result.output
+    assert "s3cr3t-P%40ss" not in result.output
+
+
+def test_bad_credentials_fail_with_connection_code_and_no_password(
+    project: Project, mongodb_server: Any
+) -> None:
+    from urllib.parse import urlsplit
+
+    location = urlsplit(mongodb_server.uri)
+    project.counter("0001_a.py")
+    secret = "wrong-Pa55word"
+
+    result = project.alley(
+        "-db",
+        "appdb",
+        "-u",
+        "nobody",
+        "-w",
+        secret,
+        "-h",
+        location.hostname or "localhost",
+        "-p",
+        str(location.port),
+        "--verbose",
+        "status",
+        url=False,
+    )
+
+    assert result.returncode == CONNECTION, result.output
+    assert "authentication failed" in error_line(result.stderr)
+    assert secret not in result.output
+
+
+def test_down_with_deleted_file_removes_nothing(project: Project, mongo_db: Any) -> None:
+    project.counter("0001_a.py")
+    project.counter("0002_b.py")
+    assert project.alley("up").returncode == 0
+    (project.folder / "0002_b.py").unlink()
+
+    result = project.alley("down", "1")
+
+    assert result.returncode == INTEGRITY
+    assert "0002_b.py" in error_line(result.stderr)
+    assert mongo_db.db_migrations.count_documents({}) == 2
+    assert mongo_db.counters.count_documents({"n": 1}) == 2
+
+
+def test_out_of_order_pending_is_refused_unless_allowed(project: Project, mongo_db: Any) -> None:
+    project.counter("0001_a.py")
+    project.counter("0003_c.py")
+    assert project.alley("up").returncode == 0
+    project.counter("0002_b.py")
+
+    refused = project.alley("up")
+    assert refused.returncode == INTEGRITY
+    assert "0002_b.py" in error_line(refused.stderr)
+    assert mongo_db.db_migrations.count_documents({}) == 2
+
+    allowed = project.alley("up", "--allow-out-of-order")
+    assert allowed.returncode == 0, allowed.output
+    assert mongo_db.db_migrations.count_documents({}) == 3
