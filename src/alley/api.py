@@ -31,7 +31,6 @@ from alley.runner import StepCallback, run_plan
 from alley.settings import Settings
 
 
-
 class Project:
     """One command's view of a project: its settings, plugins, database and history.
 
@@ -56,7 +55,9 @@ class Project:
 
     @cached_property
     def hooks(self) -> Hooks:
-        return Hooks(build_plugin_manager(self.settings.disable_plugins, extra_plugins=self._extra_plugins))
+        return Hooks(
+            build_plugin_manager(self.settings.disable_plugins, extra_plugins=self._extra_plugins)
+        )
 
     @cached_property
     def db(self) -> Any:
@@ -125,11 +126,13 @@ def up(
     project = project or Project(settings)
     with _collect_warnings() as messages:
         wanted = None if target is None else planning.parse_target(target)
-        plan = planning.plan_up(
-            project.statuses(), wanted, allow_out_of_order=allow_out_of_order
-        )
+        plan = planning.plan_up(project.statuses(), wanted, allow_out_of_order=allow_out_of_order)
         steps = run_plan(
-            plan, hooks=project.hooks, store=project.store, db=project.db, fake=fake,
+            plan,
+            hooks=project.hooks,
+            store=project.store,
+            db=project.db,
+            fake=fake,
             on_step=on_step,
         )
     return RunReport(Direction.UP, steps, tuple(messages))
@@ -151,7 +154,11 @@ def down(
     with _collect_warnings() as messages:
         plan = planning.plan_down(project.statuses(), planning.parse_target(target))
         steps = run_plan(
-            plan, hooks=project.hooks, store=project.store, db=project.db, fake=fake,
+            plan,
+            hooks=project.hooks,
+            store=project.store,
+            db=project.db,
+            fake=fake,
             on_step=on_step,
         )
     return RunReport(Direction.DOWN, steps, tuple(messages))

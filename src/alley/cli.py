@@ -74,7 +74,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JS
 @app.callback()
 def connection_options(
     ctx: typer.Context,
-    database: Annotated[str | None, typer.Option("-db", "--database", help="Database name.")] = None,
+    database: Annotated[
+        str | None, typer.Option("-db", "--database", help="Database name.")
+    ] = None,
     username: Annotated[str | None, typer.Option("-u", "--username", help="User name.")] = None,
     password: Annotated[
         str | None, typer.Option("-w", "--password", help="Password (prefer ALLEY_PASSWORD).")

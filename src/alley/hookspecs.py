@@ -87,7 +87,7 @@ def alley_order_migrations(migrations: Sequence[Migration]) -> Sequence[Migratio
     :param migrations: Every discovered migration, ids unique.
     :returns: The same migrations, ordered.
 
-    Default: ``alley_plugins.filesystem`` orders by id.
+    Default: ``alley_plugins.ordering`` orders by id.
     """
 
 

@@ -61,8 +61,7 @@ def check_unique_ids(migrations: Sequence[Migration]) -> None:
         other = by_id.setdefault(migration.id, migration)
         if other is not migration:
             raise DiscoveryError(
-                f"two migrations have id {migration.id}: {other.location} and "
-                f"{migration.location}",
+                f"two migrations have id {migration.id}: {other.location} and {migration.location}",
                 hint="renumber one of them",
             )
 
@@ -79,14 +78,14 @@ def reconcile(
     records without a checksum (written by 0.0.3) are ``unknown``, never drift.
     """
     by_filename = {m.filename: m for m in migrations}
-    unmatched_records: dict[int, HistoryRecord] = {}
+    unmatched_records: list[HistoryRecord] = []
     statuses: list[MigrationStatus] = []
     matched: set[str] = set()
 
     for record in history:
         migration = by_filename.get(record.filename)
         if migration is None:
-            unmatched_records.setdefault(record.id, record)
+            unmatched_records.append(record)
             continue
         matched.add(migration.filename)
         statuses.append(_applied(migration, record, renamed=False))
@@ -94,9 +93,10 @@ def reconcile(
     for migration in migrations:
         if migration.filename in matched:
             continue
-        record = unmatched_records.pop(migration.id, None)
-        if record is not None:
-            statuses.append(_applied(migration, record, renamed=True))
+        renamed_from = next((r for r in unmatched_records if r.id == migration.id), None)
+        if renamed_from is not None:
+            unmatched_records.remove(renamed_from)
+            statuses.append(_applied(migration, renamed_from, renamed=True))
         else:
             statuses.append(
                 MigrationStatus(
@@ -104,7 +104,7 @@ def reconcile(
                 )
             )
 
-    for record in unmatched_records.values():
+    for record in unmatched_records:
         statuses.append(
             MigrationStatus(record.id, record.filename, State.APPLIED, None, record, Drift.DELETED)
         )
@@ -181,6 +181,4 @@ def plan_down(statuses: Sequence[MigrationStatus], target: int) -> Plan:
 
 def _require_known(statuses: Sequence[MigrationStatus], target: int) -> None:
     if not any(s.id == target for s in statuses):
-        raise UsageError(
-            f"no migration has id {target}", hint="run 'alley status' to see the ids"
-        )
+        raise UsageError(f"no migration has id {target}", hint="run 'alley status' to see the ids")

@@ -30,6 +30,7 @@ ENTRY_POINT_GROUP = "alley"
 #: name → module of the plugins that make alley's default behaviour.
 DEFAULT_PLUGINS: Mapping[str, str] = {
     "filesystem": "alley_plugins.filesystem",
+    "ordering": "alley_plugins.ordering",
     "python": "alley_plugins.python_executor",
     "mongoengine": "alley_plugins.mongoengine_connection",
     "mongo-history": "alley_plugins.mongo_history",
@@ -64,9 +65,7 @@ def build_plugin_manager(
     only = environ.get("ALLEY_LOAD_PLUGINS")
     wanted = None if only is None else set(_split(only))
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if (wanted is not None and entry_point.name not in wanted) or (
-            entry_point.name in blocked
-        ):
+        if (wanted is not None and entry_point.name not in wanted) or (entry_point.name in blocked):
             continue
         _load_entry_point(manager, entry_point)
 
@@ -100,8 +99,7 @@ def _load_entry_point(manager: pluggy.PluginManager, entry_point: metadata.Entry
         ) from error
     except Exception as error:
         raise PluginError(
-            f"plugin {entry_point.name!r}{where} failed to load: "
-            f"{type(error).__name__}: {error}",
+            f"plugin {entry_point.name!r}{where} failed to load: {type(error).__name__}: {error}",
             hint=f"disable it with ALLEY_DISABLE_PLUGINS={entry_point.name}",
         ) from error
 

@@ -88,11 +88,6 @@ def _read(path: Path, migration_id: int, name: str) -> Migration:
 
 
 @hookimpl(trylast=True)
-def alley_order_migrations(migrations: Sequence[Migration]) -> Sequence[Migration]:
-    return sorted(migrations, key=lambda migration: migration.id)
-
-
-@hookimpl(trylast=True)
 def alley_create_migration(settings: Settings, migration_id: int, name: str) -> str:
     folder = migrations_folder(settings) or settings.cwd / FOLDER_NAME
     folder.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,8 @@ def alley_connect(settings: Settings) -> Database[Any]:
         "serverSelectionTimeoutMS": timeout_ms,
         "connectTimeoutMS": timeout_ms,
         "appname": "alley",
+        # MongoEngine's own default, said explicitly so it does not warn on every run.
+        "uuidRepresentation": "pythonLegacy",
     }
     if settings.url:
         options["host"] = settings.url
@@ -71,8 +73,7 @@ def alley_connect(settings: Settings) -> Database[Any]:
         raise ConnectionFailed(_clean(str(error), settings)) from None
     except errors.ConnectionFailure:
         raise ConnectionFailed(
-            f"cannot reach the server at {settings.redacted_target()} within "
-            f"{settings.timeout:g}s",
+            f"cannot reach the server at {settings.redacted_target()} within {settings.timeout:g}s",
             hint="check --host/--port/--url and that the server runs, or raise --timeout",
         ) from None
     except (errors.ConfigurationError, errors.InvalidURI, ValueError) as error:

@@ -69,8 +69,8 @@ def _describe(error: BaseException, migration: Migration) -> str:
     """``KeyError: 'x' at 0002_x.py:7``, pointing at the user's line, not alley's."""
     frames = traceback.extract_tb(error.__traceback__)
     own = [frame for frame in frames if frame.filename == migration.location]
-    frame = (own or frames or [None])[-1]
     message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-    if frame is None:
+    if not (own or frames):
         return message
+    frame = (own or frames)[-1]
     return f"{message} (at {frame.filename}:{frame.lineno})"

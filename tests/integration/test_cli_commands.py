@@ -181,7 +181,12 @@ def test_settings_from_pyproject(project: Project, mongo_db: Any) -> None:
 
 def test_create_needs_no_server(project: Project) -> None:
     result = project.alley(
-        "--url", "mongodb://127.0.0.1:9/nowhere", "--timeout", "0.2", "create", "Add Users!",
+        "--url",
+        "mongodb://127.0.0.1:9/nowhere",
+        "--timeout",
+        "0.2",
+        "create",
+        "Add Users!",
         url=False,
     )
 
@@ -214,5 +219,5 @@ def test_plugins_lists_the_defaults(project: Project) -> None:
 
     assert result.returncode == 0, result.output
     names = {p["name"]: p for p in json.loads(result.stdout)}
-    assert {"filesystem", "python", "mongoengine", "mongo-history"} <= names.keys()
+    assert {"filesystem", "ordering", "python", "mongoengine", "mongo-history"} <= names.keys()
     assert "alley_history_store" in names["mongo-history"]["hooks"]

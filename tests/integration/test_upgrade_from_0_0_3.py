@@ -1,0 +1,70 @@
+"""A database migrated by alley 0.0.3 ({id, filename, date} records) works unconverted."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from conftest import Project
+
+
+def seed_0_0_3_history(db: Any, *filenames: str) -> None:
+    """Records exactly as 0.0.3 wrote them: no checksum, nothing beside the three fields."""
+    for filename in filenames:
+        db.db_migrations.insert_one(
+            {"id": int(filename.split("_")[0]), "filename": filename, "date": datetime(2019, 5, 1)}
+        )
+
+
+def test_status_and_up_after_0_0_3(project: Project, mongo_db: Any) -> None:
+    for name in ("0001_a.py", "0002_b.py", "0003_c.py"):
+        project.counter(name)
+    seed_0_0_3_history(mongo_db, "0001_a.py", "0002_b.py")
+
+    status = json.loads(project.alley("status", "--json").stdout)
+    assert [(m["filename"], m["state"], m["drift"]) for m in status["migrations"]] == [
+        ("0001_a.py", "applied", "unknown"),
+        ("0002_b.py", "applied", "unknown"),
+        ("0003_c.py", "pending", None),
+    ]
+
+    result = project.alley("up")
+
+    assert result.returncode == 0, result.output
+    assert {d["_id"] for d in mongo_db.counters.find()} == {"0003"}
+    old = mongo_db.db_migrations.find_one({"filename": "0001_a.py"})
+    assert set(old) == {"_id", "id", "filename", "date"}  # old records left as they were
+
+
+def test_down_after_0_0_3_removes_only_what_it_rolls_back(project: Project, mongo_db: Any) -> None:
+    for name in ("0001_a.py", "0002_b.py", "0003_c.py"):
+        project.counter(name)
+    seed_0_0_3_history(mongo_db, "0001_a.py", "0002_b.py")
+    assert project.alley("up").returncode == 0
+
+    result = project.alley("down", "2")
+
+    assert result.returncode == 0, result.output
+    assert [r["filename"] for r in mongo_db.db_migrations.find()] == ["0001_a.py"]
+
+
+def test_file_renamed_after_it_was_applied_is_not_run_again(
+    project: Project, mongo_db: Any
+) -> None:
+    project.counter("0001_add_user.py")
+    assert project.alley("up").returncode == 0
+    (project.folder / "0001_add_user.py").rename(project.folder / "0001_add_users.py")
+
+    status = json.loads(project.alley("status", "--json").stdout)
+    up = project.alley("up")
+
+    [entry] = status["migrations"]
+    assert (entry["state"], entry["drift"]) == ("applied", "renamed")
+    assert entry["recorded_filename"] == "0001_add_user.py"
+    assert up.returncode == 0, up.output
+    assert mongo_db.counters.find_one({"_id": "0001"})["n"] == 1
+
+    down = project.alley("down", "1")
+    assert down.returncode == 0, down.output
+    assert mongo_db.db_migrations.count_documents({}) == 0
