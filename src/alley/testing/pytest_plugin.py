@@ -1,0 +1,90 @@
+"""pytest fixtures giving tests a real MongoDB-wire-compatible server.
+
+Registered through the ``pytest11`` entry point ``alley``. Nothing starts until a test
+asks for one of the fixtures: ``mongodb_server``, ``mongodb_uri``, ``mongo_client``
+(session scope), ``mongo_db`` and ``mongo_db_uri`` (one fresh database per test).
+When no server can be provided the fixtures raise :class:`ServerUnavailable`, so the
+tests **error** with a message saying how to provide one; they are never skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from alley.testing.server import Server, start_server
+
+if TYPE_CHECKING:
+    from pymongo import MongoClient
+    from pymongo.database import Database
+
+_SERVER = pytest.StashKey[Server]()
+
+
+def _log_to_terminal(message: str) -> None:
+    sys.stderr.write(f"alley.testing: {message}\n")
+    sys.stderr.flush()
+
+
+@pytest.fixture(scope="session")
+def mongodb_server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """The server of this test session (started on first use, stopped at the end)."""
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    # Show provisioning (and a first-time FerretDB build) as it happens, not captured.
+    quiet = capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
+    with quiet:
+        server = start_server(log=_log_to_terminal)
+        _log_to_terminal(f"using {server.description}")
+    request.config.stash[_SERVER] = server
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongodb_uri(mongodb_server: Server) -> str:
+    """The URI of the session's server."""
+    return mongodb_server.uri
+
+
+@pytest.fixture(scope="session")
+def mongo_client(mongodb_server: Server) -> Iterator[MongoClient[dict[str, Any]]]:
+    """A pymongo client connected to the session's server."""
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        mongodb_server.uri, serverSelectionTimeoutMS=5000
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def mongo_db(mongo_client: MongoClient[dict[str, Any]]) -> Iterator[Database[dict[str, Any]]]:
+    """A fresh, uniquely named database, dropped after the test."""
+    name = f"alley_test_{uuid.uuid4().hex[:8]}"
+    try:
+        yield mongo_client[name]
+    finally:
+        mongo_client.drop_database(name)
+
+
+@pytest.fixture
+def mongo_db_uri(mongodb_server: Server, mongo_db: Database[dict[str, Any]]) -> str:
+    """A URI naming ``mongo_db`` as its database (for running ``alley`` as a subprocess)."""
+    return mongodb_server.uri_for_database(mongo_db.name)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Say which server and version the run used, if it used one."""
+    server = config.stash.get(_SERVER, None)
+    if server is not None:
+        terminalreporter.write_line(f"alley.testing: {server.description}")

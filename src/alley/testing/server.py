@@ -1,0 +1,710 @@
+"""Provide a real MongoDB-wire-compatible server: an external URI, a ``mongod`` or FerretDB.
+
+The order is fixed (``docs/testing.md``):
+
+1. ``ALLEY_TEST_MONGODB_URI`` if set, used as is;
+2. a ``mongod`` on ``PATH``, started on a free loopback port in a temporary directory;
+3. FerretDB 1.24.2 with its SQLite backend: a ``ferretdb`` on ``PATH`` that reports
+   v1.24.x, the cached binary, or one built once with the machine's ``go``;
+4. otherwise :class:`ServerUnavailable`, whose message says how to provide a server.
+
+Only the standard library is imported at module level; pymongo is imported inside the
+functions that talk to a server, so importing the pytest plugin costs nothing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import fcntl
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from pymongo import MongoClient
+
+__all__ = [
+    "ALL_KINDS",
+    "FERRETDB_MODULE",
+    "FERRETDB_VERSION",
+    "URI_ENV",
+    "Credentials",
+    "Log",
+    "Server",
+    "ServerKind",
+    "ServerUnavailable",
+    "build_ferretdb",
+    "ferretdb_cache_path",
+    "find_ferretdb",
+    "provide_server",
+    "start_server",
+    "uri_with_database",
+]
+
+FERRETDB_VERSION = "v1.24.2"
+FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
+URI_ENV = "ALLEY_TEST_MONGODB_URI"
+MIN_GO = (1, 24)
+READY_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+
+ServerKind = Literal["uri", "mongod", "ferretdb"]
+ALL_KINDS: tuple[ServerKind, ...] = ("uri", "mongod", "ferretdb")
+Log = Callable[[str], None]
+
+HOW_TO_PROVIDE = (
+    "alley.testing needs a real MongoDB-wire-compatible server and found none. "
+    "Provide one of: (1) set ALLEY_TEST_MONGODB_URI to a running MongoDB "
+    "(e.g. mongodb://127.0.0.1:27017/); (2) put `mongod` on PATH; "
+    "(3) install Go >= 1.24 so FerretDB 1.24.2 can be built once into {cache} "
+    "(or put a `ferretdb` 1.24 binary on PATH or at that path)."
+)
+
+
+class ServerUnavailable(RuntimeError):
+    """No server could be provided, or the one chosen failed to start."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A user the server is started with (FerretDB) or that is created on it."""
+
+    username: str
+    password: str
+    database: str = "admin"
+
+
+def _default_log(message: str) -> None:
+    sys.stderr.write(f"alley.testing: {message}\n")
+    sys.stderr.flush()
+
+
+@dataclass
+class Server:
+    """A server the tests can talk to.
+
+    ``uri`` is connectable as is (it carries the credentials when the server was asked
+    for some); ``kind`` says how it was provided; ``version`` is the server's version
+    (FerretDB's own version for FerretDB, ``buildInfo.version`` otherwise);
+    ``description`` is one line for reports.
+    """
+
+    uri: str
+    kind: ServerKind
+    version: str
+    description: str
+    ferretdb: bool = False
+    credentials: Credentials | None = None
+    pid: int | None = None
+    workdir: Path | None = None
+    _stopper: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def stop(self) -> None:
+        """Stop what was started for this server (idempotent; a no-op for ``uri``)."""
+        stopper, self._stopper = self._stopper, None
+        if stopper is not None:
+            stopper()
+
+    def uri_for_database(self, database: str) -> str:
+        """This server's URI with ``database`` as its default database."""
+        return uri_with_database(self.uri, database)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def uri_with_database(uri: str, database: str) -> str:
+    """Put ``database`` in the path of ``uri``, keeping hosts, credentials and options.
+
+    When the URI carries credentials and no ``authSource``, the old default database
+    (or ``admin``) becomes the explicit ``authSource`` so authentication is unchanged.
+    """
+    parts = urlsplit(uri)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if "@" in parts.netloc and not any(k.lower() == "authsource" for k, _ in query):
+        query.append(("authSource", parts.path.lstrip("/") or "admin"))
+    return urlunsplit(
+        (parts.scheme, parts.netloc, "/" + quote(database, safe=""), urlencode(query), "")
+    )
+
+
+def _redact(uri: str) -> str:
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    userinfo, hosts = parts.netloc.rsplit("@", 1)
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
+
+
+def _with_credentials(uri: str, credentials: Credentials) -> str:
+    parts = urlsplit(uri)
+    hosts = parts.netloc.rsplit("@", 1)[-1]
+    userinfo = f"{quote(credentials.username, safe='')}:{quote(credentials.password, safe='')}"
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k.lower() != "authsource"]
+    query.append(("authSource", credentials.database))
+    return urlunsplit(
+        (parts.scheme, f"{userinfo}@{hosts}", parts.path or "/", urlencode(query), "")
+    )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pdeathsig_preexec() -> Callable[[], None] | None:
+    """A ``preexec_fn`` making Linux SIGTERM the child when its parent thread dies.
+
+    ``prctl`` is looked up here, in the parent, so the child only calls a function
+    pointer between fork and exec (no dlopen, no locks). ``None`` off Linux.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+    sigterm = int(signal.SIGTERM)
+
+    def preexec() -> None:  # pragma: no cover - runs in the child
+        prctl(pr_set_pdeathsig, sigterm, 0, 0, 0)
+
+    return preexec
+
+
+def _client(uri: str, timeout_ms: int) -> MongoClient[dict[str, Any]]:
+    from pymongo import MongoClient
+
+    return MongoClient(
+        uri,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=max(timeout_ms, 10_000),
+        appname="alley-testing",
+    )
+
+
+def _build_info(uri: str, timeout_ms: int = 5000) -> dict[str, Any]:
+    client = _client(uri, timeout_ms)
+    try:
+        client.admin.command("ping")
+        return dict(client.admin.command("buildInfo"))
+    finally:
+        client.close()
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+# ------------------------------------------------------------------ live processes
+
+_LIVE: dict[int, Callable[[], None]] = {}
+_LIVE_LOCK = threading.Lock()
+
+
+@atexit.register
+def _stop_all() -> None:
+    with _LIVE_LOCK:
+        stoppers = list(_LIVE.values())
+        _LIVE.clear()
+    for stop in stoppers:
+        stop()
+
+
+class _Process:
+    """A server process in its own temporary directory, stopped exactly once."""
+
+    def __init__(self, argv: list[str], tmp: Path, env: Mapping[str, str] | None) -> None:
+        self.tmp = tmp
+        self.log_path = tmp / "server.log"
+        self._lock = threading.Lock()
+        self._stopped = False
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=tmp,
+                env=dict(env) if env is not None else None,
+                # Own process group: Ctrl-C in a terminal reaches us, not the server,
+                # so we stop it in order.
+                start_new_session=True,
+                # The server dies with us even on SIGKILL. The function only calls a
+                # pointer resolved beforehand, which is safe with threads around.
+                preexec_fn=_pdeathsig_preexec(),  # noqa: PLW1509
+            )
+        with _LIVE_LOCK:
+            _LIVE[id(self)] = self.stop
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        with _LIVE_LOCK:
+            _LIVE.pop(id(self), None)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def wait_ready(self, uri: str, what: str, timeout: float = READY_TIMEOUT) -> None:
+        """Wait until ``ping`` answers; raise with the log's tail if the process dies."""
+        from pymongo.errors import PyMongoError
+
+        deadline = time.monotonic() + timeout
+        client = _client(uri, 500)
+        try:
+            while True:
+                code = self.proc.poll()
+                if code is not None:
+                    raise ServerUnavailable(
+                        f"{what} exited with status {code} while starting; "
+                        f"last lines of its log:\n{_tail(self.log_path)}"
+                    )
+                try:
+                    client.admin.command("ping")
+                    return
+                except PyMongoError as exc:
+                    if time.monotonic() > deadline:
+                        raise ServerUnavailable(
+                            f"{what} did not answer ping within {timeout:.0f} s ({exc}); "
+                            f"last lines of its log:\n{_tail(self.log_path)}"
+                        ) from exc
+                time.sleep(0.1)
+        finally:
+            client.close()
+
+    def port_in_use(self) -> bool:
+        text = _tail(self.log_path, 50).lower()
+        return "address already in use" in text or "addrinuse" in text
+
+
+# ------------------------------------------------------------------------ FerretDB
+
+
+def ferretdb_cache_path(env: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CACHE_HOME/alley/ferretdb-1.24.2/ferretdb`` (default ``~/.cache``)."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "alley" / f"ferretdb-{FERRETDB_VERSION.lstrip('v')}" / "ferretdb"
+
+
+def _ferretdb_version(binary: str | Path) -> str | None:
+    try:
+        out = subprocess.run(
+            [str(binary), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+            env={**os.environ, "DO_NOT_TRACK": "1"},
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    match = re.search(r"^version:\s*(v\S+)", out.stdout, re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def _is_ferretdb_124(binary: str | Path) -> bool:
+    version = _ferretdb_version(binary)
+    return version is not None and version.startswith("v1.24.")
+
+
+def find_ferretdb(env: Mapping[str, str] | None = None) -> Path | None:
+    """A usable FerretDB 1.24 binary: on ``PATH`` (if it says v1.24.x), else the cache."""
+    env = os.environ if env is None else env
+    on_path = shutil.which("ferretdb", path=env.get("PATH"))
+    if on_path and _is_ferretdb_124(on_path):
+        return Path(on_path)
+    cached = ferretdb_cache_path(env)
+    if cached.is_file() and _is_ferretdb_124(cached):
+        return cached
+    return None
+
+
+def _go_version(go: str) -> tuple[int, int] | None:
+    try:
+        out = subprocess.run(
+            [go, "env", "GOVERSION"], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.match(r"go(\d+)\.(\d+)", out.stdout.strip())
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _run_logged(argv: list[str], cwd: Path, env: Mapping[str, str], log: Log) -> str:
+    """Run a build step, copying its output to ``log`` line by line; return the output."""
+    log("$ " + " ".join(argv))
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    for line in proc.stdout:
+        lines.append(line)
+        log("  " + line.rstrip("\n"))
+    if proc.wait() != 0:
+        raise ServerUnavailable(
+            f"building FerretDB {FERRETDB_VERSION} failed: `{' '.join(argv)}` exited with "
+            f"status {proc.returncode}; last output:\n{''.join(lines[-20:])}"
+        )
+    return "".join(lines)
+
+
+def build_ferretdb(
+    target: Path | None = None,
+    *,
+    go: str | None = None,
+    env: Mapping[str, str] | None = None,
+    log: Log = _default_log,
+) -> Path:
+    """Build FerretDB 1.24.2 with the machine's Go into ``target`` (once) and return it.
+
+    ``target`` defaults to :func:`ferretdb_cache_path`. A lock file next to it makes
+    concurrent callers wait for one build; the binary appears atomically.
+
+    Why not ``go install``: the published module lacks ``build/version/version.txt``
+    (it is git-ignored), and a binary built from the module panics on start with
+    "Invalid build/version/version.txt" (FerretDB issue 2982) — checked on this
+    project's machines, also inside a throwaway module with ``go get -tool``. So we
+    download the module source, write that file and ``go build`` it ourselves.
+    """
+    env = dict(os.environ if env is None else env)
+    target = target or ferretdb_cache_path(env)
+    go = go or shutil.which("go", path=env.get("PATH"))
+    if go is None:
+        raise ServerUnavailable(HOW_TO_PROVIDE.format(cache=target))
+    go_version = _go_version(go)
+    if go_version is None or go_version < MIN_GO:
+        found = "unknown" if go_version is None else f"{go_version[0]}.{go_version[1]}"
+        raise ServerUnavailable(
+            f"{go} is Go {found}; FerretDB {FERRETDB_VERSION} needs Go >= 1.24. "
+            + HOW_TO_PROVIDE.format(cache=target)
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with (target.parent / ".build.lock").open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another process building FerretDB into {target.parent}")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.is_file() and _is_ferretdb_124(target):
+            return target
+        log(
+            f"building FerretDB {FERRETDB_VERSION} (SQLite backend) with {go} into {target}; "
+            "this happens once and takes a few minutes"
+        )
+        started = time.monotonic()
+        go_env = {**env, "GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+        with tempfile.TemporaryDirectory(prefix="alley-ferretdb-build-") as work_name:
+            work = Path(work_name)
+            (work / "mod").mkdir()
+            _run_logged([go, "mod", "init", "tmp"], work / "mod", go_env, log)
+            out = _run_logged(
+                [go, "mod", "download", "-json", f"{FERRETDB_MODULE}@{FERRETDB_VERSION}"],
+                work / "mod",
+                go_env,
+                log,
+            )
+            info = json.loads(out[out.index("{") :])
+            if info.get("Error") or not info.get("Dir"):
+                raise ServerUnavailable(f"go mod download of FerretDB failed: {info}")
+            src = work / "src"
+            shutil.copytree(info["Dir"], src, symlinks=True)
+            for root, dirs, files in os.walk(src):
+                for name in [*dirs, *files, "."]:
+                    path = Path(root, name)
+                    if not path.is_symlink():
+                        path.chmod(path.stat().st_mode | 0o200)
+            (src / "build" / "version" / "version.txt").write_text(FERRETDB_VERSION + "\n")
+            tmp_out = target.parent / f".ferretdb.{os.getpid()}.{threading.get_ident()}.tmp"
+            try:
+                _run_logged(
+                    [go, "build", "-v", "-trimpath", "-o", str(tmp_out), "./cmd/ferretdb"],
+                    src,
+                    go_env,
+                    log,
+                )
+                built = _ferretdb_version(tmp_out)
+                if built != FERRETDB_VERSION:
+                    raise ServerUnavailable(
+                        f"the FerretDB binary built at {tmp_out} reports version {built!r}, "
+                        f"expected {FERRETDB_VERSION}"
+                    )
+                os.replace(tmp_out, target)
+            finally:
+                tmp_out.unlink(missing_ok=True)
+        log(f"built FerretDB {FERRETDB_VERSION} in {time.monotonic() - started:.0f} s: {target}")
+        return target
+
+
+def _start_ferretdb(
+    binary: Path, credentials: Credentials | None, env: Mapping[str, str], log: Log
+) -> Server:
+    version = _ferretdb_version(binary) or FERRETDB_VERSION
+    for attempt in range(2):
+        tmp = Path(tempfile.mkdtemp(prefix="alley-ferretdb-"))
+        (tmp / "data").mkdir()
+        (tmp / "state").mkdir()
+        port = _free_port()
+        argv = [
+            str(binary),
+            "--handler=sqlite",
+            f"--sqlite-url=file:{tmp.resolve()}/data/",
+            f"--listen-addr=127.0.0.1:{port}",
+            f"--state-dir={tmp / 'state'}",
+            "--debug-addr=-",
+            "--telemetry=disable",
+            "--log-level=warn",
+        ]
+        # Never --repl-set-name: pymongo would then send txnNumber, which FerretDB ignores.
+        if credentials is not None:
+            argv += [
+                "--test-enable-new-auth=true",
+                f"--setup-username={credentials.username}",
+                f"--setup-password={credentials.password}",
+                f"--setup-database={credentials.database}",
+            ]
+        process = _Process(argv, tmp, {**env, "DO_NOT_TRACK": "1"})
+        uri = f"mongodb://127.0.0.1:{port}/"
+        if credentials is not None:
+            uri = _with_credentials(uri, credentials)
+        try:
+            process.wait_ready(uri, f"FerretDB ({binary})")
+        except ServerUnavailable:
+            collided = process.proc.poll() is not None and process.port_in_use()
+            process.stop()
+            if collided and attempt == 0:
+                log(f"port {port} was taken; retrying FerretDB on another port")
+                continue
+            raise
+        except BaseException:
+            process.stop()
+            raise
+        auth = " with authentication" if credentials else ""
+        server = Server(
+            uri=uri,
+            kind="ferretdb",
+            version=version,
+            description=f"FerretDB {version} (SQLite){auth} at {_redact(uri)}",
+            ferretdb=True,
+            credentials=credentials,
+            pid=process.proc.pid,
+            workdir=tmp,
+            _stopper=process.stop,
+        )
+        return server
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# -------------------------------------------------------------------------- mongod
+
+
+def _create_user(uri: str, credentials: Credentials) -> Callable[[], None]:
+    """Create ``credentials`` on the server at ``uri``; return a function dropping it."""
+    client = _client(uri, 5000)
+    db = client[credentials.database]
+    try:
+        db.command(
+            "createUser",
+            credentials.username,
+            pwd=credentials.password,
+            roles=[{"role": "root", "db": "admin"}],
+        )
+    finally:
+        client.close()
+
+    def drop() -> None:
+        from pymongo.errors import PyMongoError
+
+        dropper = _client(uri, 5000)
+        with contextlib.suppress(PyMongoError):
+            dropper[credentials.database].command("dropUser", credentials.username)
+        dropper.close()
+
+    return drop
+
+
+def _start_mongod(
+    mongod: str, credentials: Credentials | None, env: Mapping[str, str], log: Log
+) -> Server:
+    for attempt in range(2):
+        tmp = Path(tempfile.mkdtemp(prefix="alley-mongod-"))
+        (tmp / "db").mkdir()
+        port = _free_port()
+        argv = [
+            mongod,
+            "--dbpath",
+            str(tmp / "db"),
+            "--bind_ip",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--unixSocketPrefix",
+            str(tmp),
+        ]
+        process = _Process(argv, tmp, env)
+        uri = f"mongodb://127.0.0.1:{port}/"
+        try:
+            process.wait_ready(uri, f"mongod ({mongod})", timeout=60)
+            info = _build_info(uri)
+        except ServerUnavailable:
+            collided = process.proc.poll() is not None and process.port_in_use()
+            process.stop()
+            if collided and attempt == 0:
+                log(f"port {port} was taken; retrying mongod on another port")
+                continue
+            raise
+        except BaseException:
+            process.stop()
+            raise
+        if credentials is not None:
+            try:
+                _create_user(uri, credentials)
+            except BaseException:
+                process.stop()
+                raise
+            uri = _with_credentials(uri, credentials)
+        version = str(info.get("version", "unknown"))
+        return Server(
+            uri=uri,
+            kind="mongod",
+            version=version,
+            description=f"MongoDB {version} (mongod {mongod}) at {_redact(uri)}",
+            credentials=credentials,
+            pid=process.proc.pid,
+            workdir=tmp,
+            _stopper=process.stop,
+        )
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# ----------------------------------------------------------------------------- URI
+
+
+def _use_uri(uri: str, credentials: Credentials | None) -> Server:
+    from pymongo.errors import PyMongoError
+
+    try:
+        info = _build_info(uri)
+    except PyMongoError as exc:
+        raise ServerUnavailable(
+            f"{URI_ENV} is set to {_redact(uri)}, but that server does not answer: {exc}"
+        ) from exc
+    stopper: Callable[[], None] | None = None
+    if credentials is not None:
+        stopper = _create_user(uri, credentials)
+        uri = _with_credentials(uri, credentials)
+    ferret = info.get("ferretdbVersion")
+    if ferret:
+        version = str(ferret)
+        what = f"FerretDB {version}"
+    else:
+        version = str(info.get("version", "unknown"))
+        what = f"MongoDB {version}"
+    return Server(
+        uri=uri,
+        kind="uri",
+        version=version,
+        description=f"{what} from {URI_ENV} at {_redact(uri)}",
+        ferretdb=bool(ferret),
+        credentials=credentials,
+        _stopper=stopper,
+    )
+
+
+# ------------------------------------------------------------------------- public
+
+
+def start_server(
+    *,
+    kinds: Collection[ServerKind] = ALL_KINDS,
+    credentials: Credentials | None = None,
+    env: Mapping[str, str] | None = None,
+    build: bool = True,
+    log: Log = _default_log,
+) -> Server:
+    """Provide a server by the fixed order; the caller must call ``Server.stop()``.
+
+    :param kinds: the ways allowed, in the fixed order (e.g. ``("ferretdb",)``).
+    :param credentials: a user the server must know. FerretDB is started with
+        ``--test-enable-new-auth`` and this setup user; on a ``mongod`` or an external
+        URI the user is created with ``createUser`` (and dropped again for a URI).
+    :param env: the environment to read (``os.environ`` by default).
+    :param build: allow building FerretDB with Go when no binary is found.
+    :param log: where progress lines go (stderr by default).
+    :raises ServerUnavailable: no way to provide a server, or it failed to start.
+    """
+    env = os.environ if env is None else env
+    uri = env.get(URI_ENV) if "uri" in kinds else None
+    if uri:
+        return _use_uri(uri, credentials)
+    mongod = shutil.which("mongod", path=env.get("PATH")) if "mongod" in kinds else None
+    if mongod:
+        return _start_mongod(mongod, credentials, env, log)
+    if "ferretdb" not in kinds:
+        raise ServerUnavailable(
+            f"no server of the kinds {sorted(kinds)} is available. "
+            + HOW_TO_PROVIDE.format(cache=ferretdb_cache_path(env))
+        )
+    binary = find_ferretdb(env)
+    if binary is None:
+        if not build or shutil.which("go", path=env.get("PATH")) is None:
+            raise ServerUnavailable(HOW_TO_PROVIDE.format(cache=ferretdb_cache_path(env)))
+        binary = build_ferretdb(env=env, log=log)
+    return _start_ferretdb(binary, credentials, env, log)
+
+
+@contextlib.contextmanager
+def provide_server(
+    *,
+    kinds: Collection[ServerKind] = ALL_KINDS,
+    credentials: Credentials | None = None,
+    env: Mapping[str, str] | None = None,
+    build: bool = True,
+    log: Log = _default_log,
+) -> Iterator[Server]:
+    """Context manager around :func:`start_server` that always stops the server."""
+    server = start_server(kinds=kinds, credentials=credentials, env=env, build=build, log=log)
+    try:
+        yield server
+    finally:
+        server.stop()
