@@ -22,8 +22,8 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     session.install("ruff")
-    session.run("ruff", "check", "src", "tests", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "docs", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "docs", "noxfile.py")
 
 
 @nox.session(python=PYTHON)
@@ -31,6 +31,13 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict over src/."""
     session.install("-e", ".[dev]")
     session.run("mypy")
+
+
+@nox.session(python=PYTHON, default=False)
+def docs(session: nox.Session) -> None:
+    """Regenerate docs/hooks.md from the hookspecs' docstrings."""
+    session.install("-e", ".")
+    session.run("python", "docs/generate_hooks.py")
 
 
 @nox.session(python=PYTHON, default=False)
