@@ -17,7 +17,8 @@ DOCS = Path(__file__).parents[2] / "docs"
 
 def load_generator() -> ModuleType:
     spec = importlib.util.spec_from_file_location("generate_hooks", DOCS / "generate_hooks.py")
-    assert spec and spec.loader
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
