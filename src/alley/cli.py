@@ -66,6 +66,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    options_metavar="[CONNECTION OPTIONS] [PATH]",
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
@@ -75,30 +76,46 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JS
 def connection_options(
     ctx: typer.Context,
     database: Annotated[
-        str | None, typer.Option("-db", "--database", help="Database name.")
+        str | None, typer.Option("-db", "--database", metavar="NAME", help="Database name.")
     ] = None,
-    username: Annotated[str | None, typer.Option("-u", "--username", help="User name.")] = None,
+    username: Annotated[
+        str | None, typer.Option("-u", "--username", metavar="USER", help="User name.")
+    ] = None,
     password: Annotated[
-        str | None, typer.Option("-w", "--password", help="Password (prefer ALLEY_PASSWORD).")
+        str | None,
+        typer.Option(
+            "-w", "--password", metavar="PASSWORD", help="Password (prefer ALLEY_PASSWORD)."
+        ),
     ] = None,
     auth: Annotated[
-        str | None, typer.Option("-a", "--auth", help="Authentication database.")
+        str | None, typer.Option("-a", "--auth", metavar="DB", help="Authentication database.")
     ] = None,
-    host: Annotated[str | None, typer.Option("-h", "--host", help="Server host.")] = None,
-    port: Annotated[int | None, typer.Option("-p", "--port", help="Server port.")] = None,
+    host: Annotated[
+        str | None, typer.Option("-h", "--host", metavar="HOST", help="Server host.")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("-p", "--port", metavar="PORT", help="Server port.")
+    ] = None,
     url: Annotated[
-        str | None, typer.Option("--url", help="mongodb:// or mongodb+srv:// URL.")
+        str | None, typer.Option("--url", metavar="URL", help="mongodb:// or mongodb+srv:// URL.")
     ] = None,
     path: Annotated[
         str | None,
-        typer.Option("--path", help="The folder that contains migrations/ (or give it as PATH)."),
+        typer.Option(
+            "--path",
+            metavar="PATH",
+            help="The folder that contains migrations/ (or give it as PATH).",
+        ),
     ] = None,
     timeout: Annotated[
-        float | None, typer.Option("--timeout", help="Seconds to wait for the server [5].")
+        float | None,
+        typer.Option("--timeout", metavar="SECONDS", help="Seconds to wait for the server [5]."),
     ] = None,
     disable_plugin: Annotated[
         list[str] | None,
-        typer.Option("--disable-plugin", help="Do not load this plugin (repeatable)."),
+        typer.Option(
+            "--disable-plugin", metavar="NAME", help="Do not load this plugin (repeatable)."
+        ),
     ] = None,
     verbose: Annotated[
         bool, typer.Option("-v", "--verbose", help="Show tracebacks of errors.")
@@ -123,8 +140,11 @@ def connection_options(
     )
 
 
-@app.command()
-def create(ctx: typer.Context, name: Annotated[str, typer.Argument(help="What it does.")]) -> None:
+@app.command(options_metavar="[OPTIONS]")
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="What it does, e.g. add_users.", metavar="NAME")],
+) -> None:
     """Write migrations/<next id>_<name>.py with empty up(db) and down(db)."""
     from alley import api
 
@@ -132,7 +152,7 @@ def create(ctx: typer.Context, name: Annotated[str, typer.Argument(help="What it
     typer.echo(f"created {result.location}")
 
 
-@app.command()
+@app.command(options_metavar="[OPTIONS]")
 def status(
     ctx: typer.Context,
     check: Annotated[
@@ -153,11 +173,12 @@ def status(
         raise typer.Exit(ExitCode.PENDING)
 
 
-@app.command()
+@app.command(options_metavar="[OPTIONS]")
 def up(
     ctx: typer.Context,
     migration_id: Annotated[
-        str | None, typer.Argument(help="Apply up to and including this id [all].")
+        str | None,
+        typer.Argument(help="Apply up to and including this id [all].", metavar="MIGRATION_ID"),
     ] = None,
     fake: Annotated[bool, typer.Option("--fake", help="Record without executing.")] = False,
     allow_out_of_order: Annotated[
@@ -183,10 +204,12 @@ def up(
         render.run_summary(report)
 
 
-@app.command()
+@app.command(options_metavar="[OPTIONS]")
 def down(
     ctx: typer.Context,
-    migration_id: Annotated[str, typer.Argument(help="Roll back down to and including this id.")],
+    migration_id: Annotated[
+        str, typer.Argument(help="Roll back down to and including this id.", metavar="MIGRATION_ID")
+    ],
     fake: Annotated[bool, typer.Option("--fake", help="Remove records without executing.")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -201,7 +224,7 @@ def down(
         render.run_summary(report)
 
 
-@app.command("plugins")
+@app.command("plugins", options_metavar="[OPTIONS]")
 def list_plugins(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List the loaded plugins, their versions and the hooks they implement."""
     from alley import api, render
