@@ -83,9 +83,12 @@ def reconcile(
     matched: set[str] = set()
 
     for record in history:
+        if record.filename in matched:
+            continue  # recorded twice (0.0.3 had no lock): one migration, one status
         migration = by_filename.get(record.filename)
         if migration is None:
-            unmatched_records.append(record)
+            if all(r.filename != record.filename for r in unmatched_records):
+                unmatched_records.append(record)
             continue
         matched.add(migration.filename)
         statuses.append(_applied(migration, record, renamed=False))

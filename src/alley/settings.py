@@ -6,13 +6,15 @@ or reads migrations; it only reads the environment and the nearest pyproject.tom
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from alley.errors import ConfigError
 
@@ -88,13 +90,19 @@ class Settings:
 
 
 def redact_url(url: str) -> str:
-    """Replace the password of a ``mongodb://user:password@host`` URL with ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """Replace the password of a ``mongodb://user:password@host`` URL with ``***``.
+
+    Works on malformed URLs too (``mongodb:/u:p@h``, ``u:p@h``, raw ``/`` or ``@`` in
+    the password): everything between the user name and the last ``@`` is hidden.
+    """
+    head, at, tail = url.rpartition("@")
+    if not at:
         return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))
+    match = re.match(r"^([a-z][a-z0-9+.-]*:/+)?(.*)$", head, re.IGNORECASE | re.DOTALL)
+    assert match is not None  # the pattern matches every string
+    prefix, userinfo = match.group(1) or "", match.group(2)
+    user, colon, _password = userinfo.partition(":")
+    return f"{prefix}{user}{':***' if colon else ''}@{tail}"
 
 
 def find_pyproject(start: Path) -> Path | None:
@@ -216,8 +224,10 @@ def _number(value: Any, key: str, kind: type[int] | type[float], origins: dict[s
     except (TypeError, ValueError):
         where = origins.get(key, "default")
         raise ConfigError(f"invalid {key} {value!r} (from {where})") from None
-    if number <= 0:
-        raise ConfigError(f"invalid {key} {value!r}: must be positive")
+    if not math.isfinite(number) or number <= 0:
+        raise ConfigError(f"invalid {key} {value!r}: must be a positive number")
+    if key == "port" and number > 65535:
+        raise ConfigError(f"invalid port {value!r}: must be at most 65535")
     return number
 
 

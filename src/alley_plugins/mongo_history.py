@@ -46,8 +46,9 @@ class MongoHistoryStore:
         )
 
     def remove_applied(self, record: HistoryRecord) -> None:
-        # 0.0.3 matched on filename; so do we, so a renamed file removes its old record.
-        self.collection.delete_one({"filename": record.filename})
+        # 0.0.3 removed every record with the filename (a migration recorded twice by
+        # parallel 0.0.3 runs included); a renamed file's old record goes too.
+        self.collection.delete_many({"filename": record.filename})
 
 
 def _record(document: dict[str, Any]) -> HistoryRecord:
