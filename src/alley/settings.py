@@ -21,6 +21,8 @@ from alley.errors import ConfigError
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 27017
 DEFAULT_TIMEOUT_S = 5.0
+DEFAULT_LEASE_S = 30.0
+DEFAULT_LOCK_TIMEOUT_S = 60.0
 
 #: Environment variables, by setting. The first one set wins.
 ENVIRONMENT: Mapping[str, tuple[str, ...]] = {
@@ -33,6 +35,8 @@ ENVIRONMENT: Mapping[str, tuple[str, ...]] = {
     "port": ("ALLEY_PORT",),
     "path": ("ALLEY_PATH",),
     "timeout": ("ALLEY_TIMEOUT",),
+    "lease": ("ALLEY_LEASE",),
+    "lock_timeout": ("ALLEY_LOCK_TIMEOUT",),
     "disable_plugins": ("ALLEY_DISABLE_PLUGINS",),
 }
 
@@ -55,6 +59,8 @@ class Settings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     timeout: float = DEFAULT_TIMEOUT_S
+    lease: float = DEFAULT_LEASE_S
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S
     disable_plugins: tuple[str, ...] = ()
     cwd: Path = field(default_factory=Path.cwd)
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -175,6 +181,7 @@ def load_settings(
         *_names((cli or {}).get("disable_plugins") or ()),
     ]
 
+    _drop_outranked_url_parts(values, origins)
     return Settings(
         path=_path(values.get("path"), cwd, origins.get("path")),
         url=_url(values.get("url")),
@@ -185,11 +192,38 @@ def load_settings(
         host=str(values.get("host") or DEFAULT_HOST),
         port=_number(values.get("port", DEFAULT_PORT), "port", int, origins),
         timeout=_number(values.get("timeout", DEFAULT_TIMEOUT_S), "timeout", float, origins),
+        lease=_number(values.get("lease", DEFAULT_LEASE_S), "lease", float, origins),
+        lock_timeout=_number(
+            values.get("lock_timeout", DEFAULT_LOCK_TIMEOUT_S), "lock_timeout", float, origins
+        ),
         disable_plugins=tuple(dict.fromkeys(disabled)),
         cwd=cwd,
         options=options,
         origins=origins,
     )
+
+
+def _rank(origin: str | None) -> int:
+    if origin is None:
+        return 0
+    return {"config": 1, "env": 2, "cli": 3}[origin.split(":", 1)[0]]
+
+
+def _drop_outranked_url_parts(values: dict[str, Any], origins: dict[str, str]) -> None:
+    """Keep "command line > environment > config" true across URL and separate settings.
+
+    ``-h/-p`` on the command line beat a URL from the environment (the URL is then not
+    used); a URL given at a higher level beats a ``database`` from a lower one (its
+    database part is used).
+    """
+    url_rank = _rank(origins.get("url"))
+    if "url" in values and max(_rank(origins.get("host")), _rank(origins.get("port"))) > url_rank:
+        del values["url"]
+        origins.pop("url", None)
+    elif "url" in values and "database" in values and _rank(origins.get("database")) < url_rank:
+        if urlsplit(str(values["url"])).path.strip("/"):
+            del values["database"]
+            origins.pop("database", None)
 
 
 def _path(value: Any, cwd: Path, origin: str | None) -> Path | None:

@@ -377,3 +377,29 @@ def test_disable_plugins_is_the_union_of_every_layer(config, env, cli) -> None:
         )
     assert set(settings.disable_plugins) == {*config, *env, *cli}
     assert len(settings.disable_plugins) == len(set(settings.disable_plugins))
+
+
+def test_host_on_the_command_line_beats_a_url_from_the_environment(tmp_path: Path) -> None:
+    settings = load_settings(
+        {"host": "db.internal", "port": 27018},
+        environ={"ALLEY_URL": "mongodb://elsewhere:1/appdb"},
+        cwd=tmp_path,
+    )
+    assert settings.url is None
+    assert (settings.host, settings.port) == ("db.internal", 27018)
+
+
+def test_url_from_the_environment_beats_host_from_the_config(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.alley]\nhost = "cfg"\ndatabase = "cfgdb"\n')
+    settings = load_settings(
+        {}, environ={"ALLEY_URL": "mongodb://envhost:1/envdb"}, cwd=tmp_path
+    )
+    assert settings.url == "mongodb://envhost:1/envdb"
+    assert settings.database_name == "envdb"
+
+
+def test_database_on_the_command_line_beats_the_url_database(tmp_path: Path) -> None:
+    settings = load_settings(
+        {"database": "clidb"}, environ={"ALLEY_URL": "mongodb://h:1/envdb"}, cwd=tmp_path
+    )
+    assert settings.database_name == "clidb"
