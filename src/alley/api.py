@@ -3,32 +3,47 @@
 Each function takes :class:`~alley.settings.Settings` first, does its work through the
 plugin hooks, and returns a report; none prints or exits. The CLI is a thin skin over
 these, and :class:`alley.Migrations` (the 0.0.3 API) wraps them too.
+
+Commands that write (``up``, ``down``, ``mark``) hold the lock and plan again from
+history read *after* taking it, so a deploy that waited finds the work done.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from alley import planning
-from alley.errors import AlleyWarning, MigrationsFolderMissing
+from alley.errors import AlleyWarning, LockBusy, MigrationsFolderMissing, UsageError
 from alley.hookcalls import Hooks
+from alley.locking import Lease, describe_lock, hold_lock, make_holder
 from alley.model import (
+    Attempt,
     CreateResult,
     Direction,
+    Drift,
+    Event,
     HistoryStore,
+    LockState,
+    LogEntry,
     Migration,
     MigrationStatus,
+    Plan,
     PluginInfo,
     RunReport,
+    State,
     StatusReport,
 )
 from alley.plugins import build_plugin_manager, plugin_infos
-from alley.runner import StepCallback, run_plan
+from alley.runner import RunLog, StepCallback, applied_record, run_plan
 from alley.settings import Settings
+
+WaitCallback = Callable[[LockState], None]
 
 
 class Project:
@@ -55,9 +70,10 @@ class Project:
 
     @cached_property
     def hooks(self) -> Hooks:
-        return Hooks(
-            build_plugin_manager(self.settings.disable_plugins, extra_plugins=self._extra_plugins)
+        manager = build_plugin_manager(
+            self.settings.disable_plugins, extra_plugins=self._extra_plugins
         )
+        return Hooks(manager)
 
     @cached_property
     def db(self) -> Any:
@@ -67,15 +83,99 @@ class Project:
     def store(self) -> HistoryStore:
         return self.hooks.history_store(self.settings, self.db)
 
+    def call(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Call a store method; an unexpected error names the plugin that raised it."""
+        return self.hooks.store_call(function, *args)
+
     def migrations(self) -> list[Migration]:
         migrations = self.hooks.discover(self.settings)
         planning.check_unique_ids(migrations)
         return migrations
 
-    def statuses(self) -> tuple[MigrationStatus, ...]:
+    def statuses(
+        self, log: Sequence[LogEntry] | None = None, lock: LockState | None = None
+    ) -> tuple[MigrationStatus, ...]:
+        """Every migration's state, with its latest attempt from the run log."""
         migrations = self.migrations()
-        history = self.hooks.store_call(self.store.read)
-        return planning.reconcile(migrations, history)
+        history = self.call(self.store.read)
+        entries = self.call(self.store.read_log) if log is None else log
+        return planning.annotate(planning.reconcile(migrations, history), entries, lock)
+
+    @contextmanager
+    def locked(self, command: str, on_wait: WaitCallback | None = None) -> Iterator[Session]:
+        """Hold the lock; yield a session with the run log read after taking it."""
+        holder = make_holder(command)
+        with hold_lock(
+            self.store,
+            holder,
+            lease_s=self.settings.lease,
+            wait_s=self.settings.lock_timeout,
+            call=self.call,
+            on_wait=on_wait,
+        ) as lease:
+            log = RunLog(self.hooks, self.store, holder, lease.generation)
+            log.entries = list(self.call(self.store.read_log))
+            log.mark_dead_steps_interrupted(lease.state)
+            yield Session(self, lease, log)
+
+
+@dataclass
+class Session:
+    """A command's work under the lock."""
+
+    project: Project
+    lease: Lease
+    log: RunLog
+
+    def statuses(self) -> tuple[MigrationStatus, ...]:
+        return self.project.statuses(self.log.entries, self.lease.state)
+
+    def run(self, plan: Plan, *, fake: bool, on_step: StepCallback | None) -> RunReport:
+        project = self.project
+        steps = run_plan(
+            plan,
+            hooks=project.hooks,
+            store=project.store,
+            db=project.db,
+            log=self.log,
+            lease=self.lease,
+            fake=fake,
+            on_step=on_step,
+        )
+        return RunReport(plan.direction, steps)
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    """What ``up --plan`` / ``down --plan`` would do, and the lock as it is now."""
+
+    plan: Plan
+    lock: LockState | None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def lock_description(self) -> str:
+        return describe_lock(self.lock) if self.lock is not None else "never taken"
+
+
+@dataclass(frozen=True)
+class MarkReport:
+    id: int
+    filename: str
+    state: State
+    resolved: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UnlockReport:
+    before: LockState | None
+    released: bool
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    problems: tuple[str, ...]
+    status: StatusReport
 
 
 @contextmanager
@@ -85,6 +185,10 @@ def _collect_warnings() -> Iterator[list[str]]:
         warnings.simplefilter("always", AlleyWarning)
         yield messages
     messages.extend(str(w.message) for w in caught if issubclass(w.category, AlleyWarning))
+
+
+def _with_warnings(report: Any, messages: list[str]) -> Any:
+    return dataclasses.replace(report, warnings=(*report.warnings, *messages))
 
 
 def create(settings: Settings, name: str, *, project: Project | None = None) -> CreateResult:
@@ -103,11 +207,44 @@ def create(settings: Settings, name: str, *, project: Project | None = None) -> 
 
 
 def status(settings: Settings, *, project: Project | None = None) -> StatusReport:
-    """Every migration with its state: applied (with date, drift) or pending."""
+    """Every migration with its state: applied (with date, drift) or pending, and attempts."""
     project = project or Project(settings)
     with _collect_warnings() as messages:
-        statuses = project.statuses()
+        lock = project.call(project.store.lock_state)
+        statuses = project.statuses(lock=lock)
     return StatusReport(statuses, tuple(messages))
+
+
+def plan_up(
+    settings: Settings,
+    target: int | str | None = None,
+    *,
+    allow_out_of_order: bool = False,
+    allow_drift: bool = False,
+    project: Project | None = None,
+) -> PlanReport:
+    """What ``up`` would run, in order, with the lock state. Writes nothing."""
+    project = project or Project(settings)
+    with _collect_warnings() as messages:
+        lock = project.call(project.store.lock_state)
+        statuses = project.statuses(lock=lock)
+        planning.check_runnable(statuses, allow_drift=allow_drift)
+        wanted = None if target is None else planning.parse_target(target)
+        plan = planning.plan_up(statuses, wanted, allow_out_of_order=allow_out_of_order)
+    return PlanReport(plan, lock, tuple(messages))
+
+
+def plan_down(
+    settings: Settings, target: int | str, *, project: Project | None = None
+) -> PlanReport:
+    """What ``down`` would roll back, newest first, with the lock state. Writes nothing."""
+    project = project or Project(settings)
+    with _collect_warnings() as messages:
+        lock = project.call(project.store.lock_state)
+        statuses = project.statuses(lock=lock)
+        planning.check_runnable(statuses, allow_drift=True)
+        plan = planning.plan_down(statuses, planning.parse_target(target))
+    return PlanReport(plan, lock, tuple(messages))
 
 
 def up(
@@ -116,26 +253,28 @@ def up(
     *,
     fake: bool = False,
     allow_out_of_order: bool = False,
+    allow_drift: bool = False,
     project: Project | None = None,
     on_step: StepCallback | None = None,
+    on_wait: WaitCallback | None = None,
 ) -> RunReport:
     """Apply pending migrations in id order, up to and including ``target``.
 
     :param fake: Record the migrations as applied without running them.
+    :param allow_out_of_order: Apply pending ids lower than the newest applied one.
+    :param allow_drift: Run although applied migrations' files changed.
+    :raises IntegrityError: a step was interrupted, or drift / out-of-order refused.
+    :raises LockBusy: another run held the lock for longer than ``lock_timeout``.
     """
     project = project or Project(settings)
     with _collect_warnings() as messages:
         wanted = None if target is None else planning.parse_target(target)
-        plan = planning.plan_up(project.statuses(), wanted, allow_out_of_order=allow_out_of_order)
-        steps = run_plan(
-            plan,
-            hooks=project.hooks,
-            store=project.store,
-            db=project.db,
-            fake=fake,
-            on_step=on_step,
-        )
-    return RunReport(Direction.UP, steps, tuple(messages))
+        with project.locked("up", on_wait) as session:
+            statuses = session.statuses()
+            planning.check_runnable(statuses, allow_drift=allow_drift)
+            plan = planning.plan_up(statuses, wanted, allow_out_of_order=allow_out_of_order)
+            report = session.run(plan, fake=fake, on_step=on_step)
+    return _with_warnings(report, messages)  # type: ignore[no-any-return]
 
 
 def down(
@@ -145,6 +284,7 @@ def down(
     fake: bool = False,
     project: Project | None = None,
     on_step: StepCallback | None = None,
+    on_wait: WaitCallback | None = None,
 ) -> RunReport:
     """Roll back applied migrations newest first, down to and including ``target``.
 
@@ -152,16 +292,131 @@ def down(
     """
     project = project or Project(settings)
     with _collect_warnings() as messages:
-        plan = planning.plan_down(project.statuses(), planning.parse_target(target))
-        steps = run_plan(
-            plan,
-            hooks=project.hooks,
-            store=project.store,
-            db=project.db,
-            fake=fake,
-            on_step=on_step,
+        wanted = planning.parse_target(target)
+        with project.locked("down", on_wait) as session:
+            statuses = session.statuses()
+            planning.check_runnable(statuses, allow_drift=True)
+            plan = planning.plan_down(statuses, wanted)
+            report = session.run(plan, fake=fake, on_step=on_step)
+    return _with_warnings(report, messages)  # type: ignore[no-any-return]
+
+
+def mark(
+    settings: Settings,
+    target: int | str,
+    *,
+    applied: bool,
+    project: Project | None = None,
+    on_wait: WaitCallback | None = None,
+) -> MarkReport:
+    """Decide a migration's state by hand, after an interruption or to accept an edit.
+
+    ``applied=True`` records it as applied with its current file's checksum (accepting an
+    edit or a rename); ``applied=False`` removes its records. Either way the decision is
+    logged and settles any interrupted attempt at it. Nothing is executed.
+    """
+    project = project or Project(settings)
+    wanted = planning.parse_target(target)
+    with project.locked("mark", on_wait) as session:
+        statuses = [s for s in session.statuses() if s.id == wanted]
+        if not statuses:
+            raise UsageError(f"no migration has id {wanted}", hint="see 'alley status'")
+        log = session.log
+        for status in statuses:
+            if status.record is not None:
+                project.call(project.store.remove_applied, status.record)
+        current = next((s for s in statuses if s.migration is not None), statuses[0])
+        if applied:
+            if current.migration is None:
+                raise UsageError(
+                    f"cannot mark {current.filename} applied: its file is gone",
+                    hint=f"mark it pending with 'alley mark {wanted} --pending'",
+                )
+            record = applied_record(
+                current.migration, duration_s=0.0, fake=True, holder=log.holder, marked=True
+            )
+            project.call(project.store.record_applied, current.migration, record)
+        filenames = {s.filename for s in statuses} | {
+            s.migration.filename for s in statuses if s.migration is not None
+        }
+        unresolved = _unsettled_steps(log.entries, filenames)
+        filename = current.migration.filename if current.migration else current.filename
+        log.append(
+            Event.MARKED_APPLIED if applied else Event.MARKED_PENDING,
+            f"mark:{filename}:{log.holder.run_id}",
+            wanted,
+            filename,
+            Direction.UP if applied else Direction.DOWN,
+            checksum=current.migration.checksum if current.migration else None,
+            resolves=unresolved,
         )
-    return RunReport(Direction.DOWN, steps, tuple(messages))
+    return MarkReport(wanted, filename, State.APPLIED if applied else State.PENDING, unresolved)
+
+
+def _unsettled_steps(entries: Sequence[LogEntry], filenames: set[str]) -> tuple[str, ...]:
+    settled = {e.step for e in entries if e.event in (Event.SUCCEEDED, Event.FAILED)}
+    settled |= {step for e in entries for step in e.resolves}
+    return tuple(
+        dict.fromkeys(
+            e.step
+            for e in entries
+            if e.filename in filenames
+            and e.event in (Event.STARTED, Event.INTERRUPTED)
+            and e.step not in settled
+        )
+    )
+
+
+def unlock(
+    settings: Settings, *, force: bool = False, project: Project | None = None
+) -> UnlockReport:
+    """Release the lock of a dead run (or, with ``force``, of a live one)."""
+    project = project or Project(settings)
+    state = project.call(project.store.lock_state)
+    if state is None or state.released:
+        return UnlockReport(state, released=False)
+    if not state.expired and not force:
+        raise LockBusy(
+            f"the lock is {describe_lock(state)}",
+            hint="if that run is really dead, release it with 'alley unlock --force'",
+        )
+    project.call(project.store.release_lock, state.generation)
+    return UnlockReport(state, released=True)
+
+
+def history(
+    settings: Settings, target: int | str | None = None, *, project: Project | None = None
+) -> list[LogEntry]:
+    """The run log, oldest first; only one migration's entries when ``target`` is given."""
+    project = project or Project(settings)
+    entries: list[LogEntry] = project.call(project.store.read_log)
+    if target is None:
+        return entries
+    wanted = planning.parse_target(target)
+    return [e for e in entries if e.migration_id == wanted]
+
+
+def verify(settings: Settings, *, project: Project | None = None) -> VerifyReport:
+    """Problems that make history untrustworthy: drift, interruptions, out-of-order."""
+    report = status(settings, project=project)
+    problems = []
+    for s in report.statuses:
+        if s.drift is Drift.CHANGED:
+            problems.append(f"{s.filename}: changed since it was applied")
+        elif s.drift is Drift.DELETED:
+            problems.append(f"{s.filename}: applied, but the file is gone")
+        elif s.drift is Drift.RENAMED and s.migration is not None:
+            problems.append(f"{s.migration.filename}: renamed (applied as {s.filename})")
+        if s.attempt is Attempt.INTERRUPTED:
+            problems.append(f"{s.filename}: interrupted; decide with 'alley mark {s.id}'")
+    newest = max((s.id for s in report.applied), default=None)
+    if newest is not None:
+        problems += [
+            f"{s.filename}: pending, but older than applied migration {newest}"
+            for s in report.pending
+            if s.id < newest
+        ]
+    return VerifyReport(tuple(problems), report)
 
 
 def plugins(settings: Settings, *, project: Project | None = None) -> list[PluginInfo]:
@@ -170,4 +425,21 @@ def plugins(settings: Settings, *, project: Project | None = None) -> list[Plugi
     return plugin_infos(project.hooks.manager)
 
 
-__all__ = ["Project", "create", "down", "plugins", "status", "up"]
+__all__ = [
+    "MarkReport",
+    "PlanReport",
+    "Project",
+    "UnlockReport",
+    "VerifyReport",
+    "create",
+    "down",
+    "history",
+    "mark",
+    "plan_down",
+    "plan_up",
+    "plugins",
+    "status",
+    "unlock",
+    "up",
+    "verify",
+]

@@ -111,6 +111,16 @@ def connection_options(
         float | None,
         typer.Option("--timeout", metavar="SECONDS", help="Seconds to wait for the server [5]."),
     ] = None,
+    lease: Annotated[
+        float | None,
+        typer.Option("--lease", metavar="SECONDS", help="Lock lease, renewed while running [30]."),
+    ] = None,
+    lock_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--lock-timeout", metavar="SECONDS", help="How long to wait for a busy lock [60]."
+        ),
+    ] = None,
     disable_plugin: Annotated[
         list[str] | None,
         typer.Option(
@@ -135,6 +145,8 @@ def connection_options(
             "url": url,
             "path": path,
             "timeout": timeout,
+            "lease": lease,
+            "lock_timeout": lock_timeout,
             "disable_plugins": tuple(disable_plugin or ()),
         }
     )
@@ -173,6 +185,12 @@ def status(
         raise typer.Exit(ExitCode.PENDING)
 
 
+PlanOption = Annotated[
+    bool,
+    typer.Option("--plan", help="Show what would run, and the lock; write nothing. Exit 7 if any."),
+]
+
+
 @app.command(options_metavar="[OPTIONS]")
 def up(
     ctx: typer.Context,
@@ -181,21 +199,33 @@ def up(
         typer.Argument(help="Apply up to and including this id [all].", metavar="MIGRATION_ID"),
     ] = None,
     fake: Annotated[bool, typer.Option("--fake", help="Record without executing.")] = False,
+    plan: PlanOption = False,
     allow_out_of_order: Annotated[
         bool,
         typer.Option("--allow-out-of-order", help="Apply pending ids lower than applied ones."),
+    ] = False,
+    allow_drift: Annotated[
+        bool, typer.Option("--allow-drift", help="Run although applied files changed.")
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Run pending migrations in id order."""
     from alley import api, render
 
+    if plan:
+        planned = api.plan_up(
+            ctx.obj, migration_id, allow_out_of_order=allow_out_of_order, allow_drift=allow_drift
+        )
+        _show_plan(planned, as_json)
+        return
     report = api.up(
         ctx.obj,
         migration_id,
         fake=fake,
         allow_out_of_order=allow_out_of_order,
+        allow_drift=allow_drift,
         on_step=None if as_json else render.step,
+        on_wait=render.waiting,
     )
     render.warnings_(report.warnings)
     if as_json:
@@ -208,20 +238,117 @@ def up(
 def down(
     ctx: typer.Context,
     migration_id: Annotated[
-        str, typer.Argument(help="Roll back down to and including this id.", metavar="MIGRATION_ID")
+        str,
+        typer.Argument(help="Roll back down to and including this id.", metavar="MIGRATION_ID"),
     ],
     fake: Annotated[bool, typer.Option("--fake", help="Remove records without executing.")] = False,
+    plan: PlanOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Roll back applied migrations, newest first."""
     from alley import api, render
 
-    report = api.down(ctx.obj, migration_id, fake=fake, on_step=None if as_json else render.step)
+    if plan:
+        _show_plan(api.plan_down(ctx.obj, migration_id), as_json)
+        return
+    report = api.down(
+        ctx.obj,
+        migration_id,
+        fake=fake,
+        on_step=None if as_json else render.step,
+        on_wait=render.waiting,
+    )
     render.warnings_(report.warnings)
     if as_json:
         render.print_json(report)
     else:
         render.run_summary(report)
+
+
+def _show_plan(planned: Any, as_json: bool) -> None:
+    from alley import render
+
+    render.warnings_(planned.warnings)
+    if as_json:
+        render.print_json(render.plan_data(planned))
+    else:
+        render.plan(planned)
+    if planned.plan:
+        raise typer.Exit(ExitCode.PENDING)
+
+
+@app.command(options_metavar="[OPTIONS]")
+def mark(
+    ctx: typer.Context,
+    migration_id: Annotated[str, typer.Argument(help="The migration.", metavar="MIGRATION_ID")],
+    applied: Annotated[
+        bool, typer.Option("--applied", help="Record it as applied (accepts an edit).")
+    ] = False,
+    pending: Annotated[bool, typer.Option("--pending", help="Remove its record.")] = False,
+) -> None:
+    """Decide a migration's state by hand (after an interruption, or to accept an edit)."""
+    from alley import api, render
+    from alley.errors import UsageError
+
+    if applied == pending:
+        raise UsageError("give exactly one of --applied or --pending")
+    report = api.mark(ctx.obj, migration_id, applied=applied, on_wait=render.waiting)
+    typer.echo(f"marked {report.filename} {report.state.value}")
+
+
+@app.command(options_metavar="[OPTIONS]")
+def unlock(
+    ctx: typer.Context,
+    force: Annotated[
+        bool, typer.Option("--force", help="Release even a live lease (its run stops).")
+    ] = False,
+) -> None:
+    """Show who holds the lock, and release it if its run is dead."""
+    from alley import api
+    from alley.locking import describe_lock
+
+    report = api.unlock(ctx.obj, force=force)
+    if report.before is None:
+        typer.echo("the lock was never taken")
+    elif not report.released:
+        typer.echo(f"the lock is {describe_lock(report.before)}")
+    else:
+        typer.echo(f"released the lock {describe_lock(report.before)}")
+
+
+@app.command(options_metavar="[OPTIONS]")
+def history(
+    ctx: typer.Context,
+    migration_id: Annotated[
+        str | None, typer.Argument(help="Only this migration.", metavar="MIGRATION_ID")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the run log: every step of every run, oldest first."""
+    from alley import api, render
+
+    entries = api.history(ctx.obj, migration_id)
+    if as_json:
+        render.print_json(entries)
+    else:
+        render.history(entries)
+
+
+@app.command(options_metavar="[OPTIONS]")
+def verify(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Check that history matches the files: exit 6 on drift or an interrupted step."""
+    from alley import api, render
+
+    report = api.verify(ctx.obj)
+    render.warnings_(report.status.warnings)
+    if as_json:
+        render.print_json({"ok": not report.problems, "problems": list(report.problems)})
+    else:
+        for problem in report.problems:
+            typer.echo(problem)
+        typer.echo("ok" if not report.problems else f"{len(report.problems)} problem(s)")
+    if report.problems:
+        raise typer.Exit(ExitCode.INTEGRITY)
 
 
 @app.command("plugins", options_metavar="[OPTIONS]")

@@ -79,15 +79,97 @@ class MigrationFunctions:
     down: Callable[..., Any] | None
 
 
-class HistoryStore(Protocol):
-    """Where applied migrations are recorded. The default is the ``db_migrations`` collection.
+@dataclass(frozen=True)
+class Holder:
+    """Who runs a command: written into the lock and every run-log entry."""
 
-    A store reads all of its records at once (one round trip), and writes one record per
-    applied migration right after the migration ran.
+    run_id: str
+    host: str
+    pid: int
+    user: str
+    alley_version: str
+    command: str
+
+    def describe(self) -> str:
+        return f"{self.user}@{self.host} pid {self.pid} ({self.command}, run {self.run_id})"
+
+
+@dataclass(frozen=True)
+class LockState:
+    """The newest lock generation, read together with the server's clock.
+
+    Expiry is judged on the server's clock only: ``heartbeat_at`` is written with the
+    server's time and compared with ``server_now``, so a client with a wrong clock can
+    neither steal a live lock nor keep a dead one.
+    """
+
+    generation: int
+    holder: Holder
+    acquired_at: datetime
+    heartbeat_at: datetime
+    lease_s: float
+    released: bool
+    server_now: datetime
+
+    @property
+    def expires_in_s(self) -> float:
+        return self.lease_s - (self.server_now - self.heartbeat_at).total_seconds()
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_in_s <= 0
+
+    @property
+    def free(self) -> bool:
+        return self.released or self.expired
+
+
+class Event(enum.StrEnum):
+    """What a run-log entry says about a step."""
+
+    STARTED = "started"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    MARKED_APPLIED = "marked-applied"
+    MARKED_PENDING = "marked-pending"
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One entry of the append-only run log.
+
+    A step is opened by a ``started`` entry whose ``step`` key is unique
+    (``up:0003_x.py:2``: direction, filename, attempt), so two runs can never both start
+    the same attempt; every later entry about that step carries the same key.
+    """
+
+    step: str
+    event: Event
+    migration_id: int
+    filename: str
+    direction: Direction
+    at: datetime
+    holder: Holder
+    checksum: str | None = None
+    duration_s: float | None = None
+    fake: bool = False
+    error: str | None = None
+    resolves: tuple[str, ...] = ()
+    generation: int = 0  # of the lock held when written: orders entries across runs
+    seq: int = 0  # within one run
+
+
+class HistoryStore(Protocol):
+    """Where applied migrations are recorded, with the lock and run log that guard them.
+
+    The default keeps the ``db_migrations`` collection (0.0.3's records), a lock
+    collection and a run-log collection beside it. A store reads each kind of record in
+    one round trip, and writes one record per applied migration right after it ran.
     """
 
     def read(self) -> list[HistoryRecord]:
-        """Return every record, in any order."""
+        """Return every applied-migration record, in any order."""
         ...
 
     def record_applied(self, migration: Migration, record: HistoryRecord) -> None:
@@ -98,10 +180,48 @@ class HistoryStore(Protocol):
         """Forget an applied migration after its ``down`` ran; matched by filename."""
         ...
 
+    def lock_state(self) -> LockState | None:
+        """The newest lock generation and the server's time, or ``None`` if never locked."""
+        ...
+
+    def try_lock(self, holder: Holder, lease_s: float) -> LockState:
+        """Try once to take the lock; return the lock as it now is.
+
+        Taking a free lock (never taken, released, or expired on the server's clock)
+        must be race-safe: of many callers exactly one may succeed. The caller holds the
+        lock when the returned state's holder is ``holder``.
+        """
+        ...
+
+    def renew_lock(self, generation: int) -> bool:
+        """Refresh the heartbeat of ``generation``; ``False`` if it is no longer the newest."""
+        ...
+
+    def release_lock(self, generation: int) -> None:
+        """Release ``generation`` (a no-op if it is no longer the newest)."""
+        ...
+
+    def append_log(self, entry: LogEntry) -> None:
+        """Append a run-log entry. A ``started`` entry whose step key exists already
+        raises :class:`alley.errors.IntegrityError`: that attempt was started elsewhere."""
+        ...
+
+    def read_log(self) -> list[LogEntry]:
+        """Every run-log entry, oldest first."""
+        ...
+
 
 class State(enum.StrEnum):
     APPLIED = "applied"
     PENDING = "pending"
+
+
+class Attempt(enum.StrEnum):
+    """What became of the latest attempt at a migration, from the run log."""
+
+    RUNNING = "running"  # started by a run that still holds the lock
+    INTERRUPTED = "interrupted"  # started by a run that died: a person must decide
+    FAILED = "failed"  # raised; pending, and runs again on the next up
 
 
 class Drift(enum.StrEnum):
@@ -123,6 +243,8 @@ class MigrationStatus:
     migration: Migration | None
     record: HistoryRecord | None
     drift: Drift | None = None
+    attempt: Attempt | None = None
+    attempt_entry: LogEntry | None = None
 
     @property
     def applied_at(self) -> datetime | None:

@@ -6,14 +6,19 @@ error, so all of it is unit-tested without files or a server.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 
 from alley.errors import DiscoveryError, IntegrityError, UsageError
 from alley.model import (
+    Attempt,
     Direction,
     Drift,
+    Event,
     HistoryRecord,
+    LockState,
+    LogEntry,
     Migration,
     MigrationStatus,
     Plan,
@@ -185,3 +190,112 @@ def plan_down(statuses: Sequence[MigrationStatus], target: int) -> Plan:
 def _require_known(statuses: Sequence[MigrationStatus], target: int) -> None:
     if not any(s.id == target for s in statuses):
         raise UsageError(f"no migration has id {target}", hint="run 'alley status' to see the ids")
+
+
+# -------------------------------------------------------------------------
+# The run log: attempts, interruptions, and what blocks a run
+# -------------------------------------------------------------------------
+
+_ENDS = (Event.SUCCEEDED, Event.FAILED, Event.INTERRUPTED)
+
+
+def next_step_key(log: Sequence[LogEntry], direction: Direction, filename: str) -> str:
+    """The unique key of the next attempt at a step: ``up:0003_x.py:2``.
+
+    Two runs that read the same log compute the same key, and the store lets only one
+    of them write a ``started`` entry with it: a guard that holds even without the lock.
+    """
+    attempts = sum(
+        1
+        for entry in log
+        if entry.event is Event.STARTED
+        and entry.direction is direction
+        and entry.filename == filename
+    )
+    return f"{direction}:{filename}:{attempts + 1}"
+
+
+def unfinished_steps(log: Sequence[LogEntry], lock: LockState | None) -> list[LogEntry]:
+    """``started`` entries with no end, except those of the run holding a live lock.
+
+    Called by a run that holds the lock, these are steps whose process died.
+    """
+    ended = {entry.step for entry in log if entry.event in _ENDS}
+    resolved = {step for entry in log for step in entry.resolves}
+    live_run = lock.holder.run_id if lock is not None and not lock.free else None
+    return [
+        entry
+        for entry in log
+        if entry.event is Event.STARTED
+        and entry.step not in ended
+        and entry.step not in resolved
+        and entry.holder.run_id != live_run
+    ]
+
+
+def annotate(
+    statuses: Sequence[MigrationStatus], log: Sequence[LogEntry], lock: LockState | None
+) -> tuple[MigrationStatus, ...]:
+    """Add what became of each migration's latest attempt (running, interrupted, failed).
+
+    ``log`` is oldest first. An attempt is settled by its latest end entry, or by a
+    ``marked-*`` entry that resolves it (``alley mark``).
+    """
+    latest_start: dict[str, LogEntry] = {}
+    last_end: dict[str, LogEntry] = {}
+    resolved: set[str] = set()
+    for entry in log:
+        if entry.event is Event.STARTED:
+            latest_start[entry.filename] = entry
+        elif entry.event in _ENDS:
+            last_end[entry.step] = entry
+        resolved.update(entry.resolves)
+    live_run = lock.holder.run_id if lock is not None and not lock.free else None
+
+    annotated = []
+    for status in statuses:
+        names = {status.filename}
+        if status.migration is not None:
+            names.add(status.migration.filename)
+        starts = [latest_start[name] for name in names if name in latest_start]
+        if not starts:
+            annotated.append(status)
+            continue
+        start = max(starts, key=lambda e: (e.generation, e.seq))
+        end = last_end.get(start.step)
+        attempt: Attempt | None
+        if start.step in resolved or (end is not None and end.event is Event.SUCCEEDED):
+            attempt = None
+        elif end is not None:
+            attempt = Attempt.FAILED if end.event is Event.FAILED else Attempt.INTERRUPTED
+        else:
+            attempt = Attempt.RUNNING if start.holder.run_id == live_run else Attempt.INTERRUPTED
+        annotated.append(dataclasses.replace(status, attempt=attempt, attempt_entry=start))
+    return tuple(annotated)
+
+
+def check_runnable(statuses: Sequence[MigrationStatus], *, allow_drift: bool = False) -> None:
+    """Refuse to run while a step was interrupted, or (unless allowed) past drift."""
+    interrupted = [s for s in statuses if s.attempt is Attempt.INTERRUPTED]
+    if interrupted:
+        first = interrupted[0]
+        entry = first.attempt_entry
+        where = (
+            f" ({entry.direction} started {entry.at:%Y-%m-%d %H:%M:%S} UTC by "
+            f"{entry.holder.describe()})"
+            if entry is not None
+            else ""
+        )
+        raise IntegrityError(
+            f"{first.filename} was interrupted{where}; its effect is unknown",
+            hint=f"check the database, then 'alley mark {first.id} --applied' or "
+            f"'alley mark {first.id} --pending'",
+        )
+    drifted = [s for s in statuses if s.drift in (Drift.CHANGED, Drift.DELETED, Drift.RENAMED)]
+    if drifted and not allow_drift:
+        details = ", ".join(f"{s.filename} ({s.drift})" for s in drifted)
+        raise IntegrityError(
+            f"applied migrations differ from their files: {details}",
+            hint="restore them, accept an edit with 'alley mark ID --applied', "
+            "or run anyway with --allow-drift",
+        )

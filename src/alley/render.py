@@ -15,7 +15,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from alley.model import Drift, MigrationStatus, PluginInfo, RunReport, StatusReport, StepResult
+from alley.model import (
+    Attempt,
+    Drift,
+    LockState,
+    LogEntry,
+    MigrationStatus,
+    PluginInfo,
+    RunReport,
+    StatusReport,
+    StepResult,
+)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -57,6 +67,7 @@ def status_data(report: StatusReport) -> dict[str, Any]:
                 "location": s.migration.location if s.migration else None,
                 "checksum": s.migration.checksum if s.migration else None,
                 "recorded_checksum": s.record.checksum if s.record else None,
+                "attempt": s.attempt.value if s.attempt else None,
             }
             for s in report.statuses
         ],
@@ -81,13 +92,24 @@ def _date(value: datetime | None) -> str:
 
 
 def _note(status: MigrationStatus) -> str:
+    notes = []
     if status.drift is Drift.RENAMED and status.migration is not None:
-        return f"renamed: recorded as {status.record.filename if status.record else '?'}"
-    if status.drift is Drift.DELETED:
-        return "file deleted"
-    if status.drift is Drift.CHANGED:
-        return "file changed since applied"
-    return ""
+        notes.append(f"renamed: recorded as {status.record.filename if status.record else '?'}")
+    elif status.drift is Drift.DELETED:
+        notes.append("file deleted")
+    elif status.drift is Drift.CHANGED:
+        notes.append("file changed since applied")
+    entry = status.attempt_entry
+    if status.attempt is Attempt.INTERRUPTED and entry is not None:
+        notes.append(
+            f"INTERRUPTED during {entry.direction} at {_date(entry.at)} on {entry.holder.host}"
+            f" (pid {entry.holder.pid}): run 'alley mark {status.id} --applied|--pending'"
+        )
+    elif status.attempt is Attempt.RUNNING:
+        notes.append("running now")
+    elif status.attempt is Attempt.FAILED and entry is not None:
+        notes.append(f"last {entry.direction} failed at {_date(entry.at)}")
+    return "; ".join(notes)
 
 
 def _filename(status: MigrationStatus) -> str:
@@ -156,3 +178,55 @@ def plugins(infos: Sequence[PluginInfo], out: TextIO | None = None) -> None:
         origin = f"{info.distribution or '?'} {info.version or ''}".strip()
         kind = "default" if info.default else "installed"
         out.write(f"{info.name}  {kind}  {origin}  {info.module}  [{', '.join(info.hooks)}]\n")
+
+
+def waiting(state: LockState, err: TextIO | None = None) -> None:
+    """Said once when a command starts waiting for the lock."""
+    from alley.locking import describe_lock
+
+    err = err or sys.stderr
+    err.write(f"alley: waiting for the lock, {describe_lock(state)}\n")
+    err.flush()
+
+
+def plan_data(report: Any) -> dict[str, Any]:
+    return {
+        "direction": report.plan.direction.value,
+        "target": report.plan.target,
+        "steps": [
+            {"id": s.id, "filename": s.migration.filename if s.migration else s.filename}
+            for s in report.plan.steps
+        ],
+        "lock": to_jsonable(report.lock),
+        "lock_description": report.lock_description,
+        "warnings": list(report.warnings),
+    }
+
+
+def plan(report: Any, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    verb = "apply" if report.plan.direction.value == "up" else "roll back"
+    out.write(f"lock: {report.lock_description}\n")
+    if not report.plan:
+        out.write(f"nothing to {verb}\n")
+        return
+    out.write(f"would {verb}, in this order:\n")
+    for step in report.plan.steps:
+        name = step.migration.filename if step.migration else step.filename
+        out.write(f"  {name}\n")
+
+
+def history(entries: Sequence[LogEntry], out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    if not entries:
+        out.write("no runs logged\n")
+        return
+    for e in entries:
+        took = f"{e.duration_s * 1000:.0f} ms" if e.duration_s is not None else ""
+        who = f"{e.holder.user}@{e.holder.host} pid {e.holder.pid} run {e.holder.run_id}"
+        fake = " (fake)" if e.fake else ""
+        error = f"  {e.error}" if e.error else ""
+        out.write(
+            f"{_date(e.at)}  {e.event.value:<14} {e.direction.value:<4} {e.filename}{fake}"
+            f"  {took}  {who}{error}\n".replace("    ", "  ")
+        )

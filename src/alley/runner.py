@@ -1,33 +1,88 @@
-"""Run a plan: load every step first, then execute and record each step in turn.
+"""Run a plan under the lock: load every step first, then execute, record and log each.
 
 Loading all steps before the first one runs means a file that does not compile, or
 lacks the function the plan needs, stops the command with nothing done. Each step is
-recorded right after it ran, so a failure leaves history exactly as far as it got.
+opened in the run log with a unique attempt key before it runs, and recorded and closed
+right after, so a crash leaves a ``started`` entry that the next run reports as
+interrupted, and a failure leaves history exactly as far as it got.
 """
 
 from __future__ import annotations
 
-import getpass
-import os
-import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from alley.errors import DiscoveryError
+from alley import planning
+from alley.errors import DiscoveryError, MigrationFailed
 from alley.hookcalls import Hooks
+from alley.locking import Lease
 from alley.model import (
     Direction,
+    Event,
     HistoryRecord,
     HistoryStore,
+    Holder,
     LoadedMigration,
+    LogEntry,
     Migration,
+    MigrationStatus,
     Plan,
     StepResult,
 )
 
 StepCallback = Callable[[StepResult], None]
+
+
+@dataclass
+class RunLog:
+    """The run log as this run sees it: what was read, plus what this run appended."""
+
+    hooks: Hooks
+    store: HistoryStore
+    holder: Holder
+    generation: int
+    entries: list[LogEntry] = field(default_factory=list)
+
+    def append(
+        self,
+        event: Event,
+        step: str,
+        migration_id: int,
+        filename: str,
+        direction: Direction,
+        **details: Any,
+    ) -> LogEntry:
+        entry = LogEntry(
+            step=step,
+            event=event,
+            migration_id=migration_id,
+            filename=filename,
+            direction=direction,
+            at=datetime.now(UTC),
+            holder=self.holder,
+            generation=self.generation,
+            seq=len(self.entries),
+            **details,
+        )
+        self.hooks.store_call(self.store.append_log, entry)
+        self.entries.append(entry)
+        return entry
+
+    def mark_dead_steps_interrupted(self, lock_state: Any) -> None:
+        """Close every step left ``started`` by a run that no longer holds the lock."""
+        for entry in planning.unfinished_steps(self.entries, lock_state):
+            self.append(
+                Event.INTERRUPTED,
+                entry.step,
+                entry.migration_id,
+                entry.filename,
+                entry.direction,
+                error=f"found unfinished by run {self.holder.run_id}: "
+                f"its process ({entry.holder.describe()}) died or lost the lock",
+            )
 
 
 def run_plan(
@@ -36,33 +91,83 @@ def run_plan(
     hooks: Hooks,
     store: HistoryStore,
     db: Any,
+    log: RunLog,
+    lease: Lease,
     fake: bool = False,
     on_step: StepCallback | None = None,
 ) -> tuple[StepResult, ...]:
-    """Execute ``plan`` step by step and record each step; return what ran.
+    """Execute ``plan`` step by step; record and log each step; return what ran.
 
     :raises MigrationFailed: a migration raised; the steps before it stay recorded.
+    :raises LockBusy: the lease was lost; nothing more runs.
     """
     loaded = {} if fake else load_steps(plan, hooks)
     results = []
     for step in plan.steps:
         migration = step.migration
         assert migration is not None  # planning refuses steps without a migration
+        lease.check()
+        key = planning.next_step_key(log.entries, plan.direction, migration.filename)
+        log.append(
+            Event.STARTED,
+            key,
+            migration.id,
+            migration.filename,
+            plan.direction,
+            checksum=migration.checksum,
+            fake=fake,
+        )
         started = time.perf_counter()
-        if not fake:
-            hooks.execute(migration, loaded[migration.id], plan.direction, db)
+        try:
+            if not fake:
+                hooks.execute(migration, loaded[migration.id], plan.direction, db)
+        except MigrationFailed as error:
+            log.append(
+                Event.FAILED,
+                key,
+                migration.id,
+                migration.filename,
+                plan.direction,
+                duration_s=time.perf_counter() - started,
+                error=str(error),
+                fake=fake,
+            )
+            raise
         duration = time.perf_counter() - started
-        if plan.direction is Direction.UP:
-            record = applied_record(migration, duration_s=duration, fake=fake)
-            hooks.store_call(store.record_applied, migration, record)
-        else:
-            assert step.record is not None
-            hooks.store_call(store.remove_applied, step.record)
+        _record(step, migration, plan.direction, hooks, store, duration, fake, log.holder)
+        log.append(
+            Event.SUCCEEDED,
+            key,
+            migration.id,
+            migration.filename,
+            plan.direction,
+            checksum=migration.checksum,
+            duration_s=round(duration, 6),
+            fake=fake,
+        )
         result = StepResult(migration.id, migration.filename, plan.direction, fake, duration)
         results.append(result)
         if on_step is not None:
             on_step(result)
     return tuple(results)
+
+
+def _record(
+    step: MigrationStatus,
+    migration: Migration,
+    direction: Direction,
+    hooks: Hooks,
+    store: HistoryStore,
+    duration: float,
+    fake: bool,
+    holder: Holder,
+) -> None:
+    if direction is Direction.UP:
+        record = applied_record(migration, duration_s=duration, fake=fake, holder=holder)
+        hooks.store_call(store.record_applied, migration, record)
+    else:
+        assert step.record is not None
+        hooks.store_call(store.remove_applied, step.record)
 
 
 def load_steps(plan: Plan, hooks: Hooks) -> dict[int, LoadedMigration]:
@@ -82,10 +187,11 @@ def load_steps(plan: Plan, hooks: Hooks) -> dict[int, LoadedMigration]:
     return loaded
 
 
-def applied_record(migration: Migration, *, duration_s: float, fake: bool) -> HistoryRecord:
-    """The history record of a migration that was just applied (or faked)."""
-    from alley import __version__
-
+def applied_record(
+    migration: Migration, *, duration_s: float, fake: bool, holder: Holder, **extra: Any
+) -> HistoryRecord:
+    """The history record of a migration that was just applied (or faked, or marked)."""
+    who = holder
     return HistoryRecord(
         id=migration.id,
         filename=migration.filename,
@@ -94,16 +200,11 @@ def applied_record(migration: Migration, *, duration_s: float, fake: bool) -> Hi
         extra={
             "duration_s": round(duration_s, 6),
             "fake": fake,
-            "alley_version": __version__,
-            "host": socket.gethostname(),
-            "user": _user(),
-            "pid": os.getpid(),
+            "alley_version": who.alley_version,
+            "host": who.host,
+            "user": who.user,
+            "pid": who.pid,
+            "run_id": who.run_id,
+            **extra,
         },
     )
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())

@@ -220,10 +220,14 @@ def _drop_outranked_url_parts(values: dict[str, Any], origins: dict[str, str]) -
     if "url" in values and max(_rank(origins.get("host")), _rank(origins.get("port"))) > url_rank:
         del values["url"]
         origins.pop("url", None)
-    elif "url" in values and "database" in values and _rank(origins.get("database")) < url_rank:
-        if urlsplit(str(values["url"])).path.strip("/"):
-            del values["database"]
-            origins.pop("database", None)
+    elif (
+        "url" in values
+        and "database" in values
+        and _rank(origins.get("database")) < url_rank
+        and urlsplit(str(values["url"])).path.strip("/")
+    ):
+        del values["database"]
+        origins.pop("database", None)
 
 
 def _path(value: Any, cwd: Path, origin: str | None) -> Path | None:

@@ -4,16 +4,36 @@ Each applied migration is one document ``{id, filename, date}`` (0.0.3's fields,
 never renamed) plus what alley records beside them: ``checksum``, ``duration_s``,
 ``fake``, ``alley_version``, ``host``, ``user``, ``pid``. The collection name can be
 changed with ``history_collection`` in ``[tool.alley]``.
+
+Beside it live ``<name>_lock`` (one document per lock generation) and ``<name>_log``
+(the append-only run log). The lock is built on the one write that is race-safe on
+every server alley supports, FerretDB's SQLite backend included: the insert of a
+unique ``_id``. Taking the lock, or taking over an expired one, inserts the next
+generation; of many racers exactly one insert succeeds. Compare-and-swap updates
+(``findAndModify`` with a filter) are never relied on: on FerretDB they are not atomic
+(FerretDB issue 3040; see docs/testing.md). Time is the server's: ``hello``'s
+``localTime`` and ``$currentDate``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from alley.errors import IntegrityError
 from alley.hookspecs import hookimpl
-from alley.model import HistoryRecord, HistoryStore, Migration
+from alley.model import (
+    Direction,
+    Event,
+    HistoryRecord,
+    HistoryStore,
+    Holder,
+    LockState,
+    LogEntry,
+    Migration,
+)
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -26,10 +46,15 @@ _ORIGINAL_FIELDS = ("_id", "id", "filename", "date", "checksum")
 
 
 class MongoHistoryStore:
-    """A :class:`alley.model.HistoryStore` over one MongoDB collection."""
+    """A :class:`alley.model.HistoryStore` over ``<name>``, ``<name>_lock``, ``<name>_log``."""
 
-    def __init__(self, collection: Collection[Any]) -> None:
-        self.collection = collection
+    def __init__(self, db: Database[Any], name: str = COLLECTION) -> None:
+        self.db = db
+        self.collection: Collection[Any] = db[name]
+        self.locks: Collection[Any] = db[f"{name}_lock"]
+        self.log: Collection[Any] = db[f"{name}_log"]
+
+    # -- applied migrations (0.0.3's records) ------------------------------
 
     def read(self) -> list[HistoryRecord]:
         return [_record(document) for document in self.collection.find({})]
@@ -50,12 +75,134 @@ class MongoHistoryStore:
         # parallel 0.0.3 runs included); a renamed file's old record goes too.
         self.collection.delete_many({"filename": record.filename})
 
+    # -- the lock -----------------------------------------------------------
+
+    def server_now(self) -> datetime:
+        return _aware(self.db.command("hello")["localTime"])
+
+    def lock_state(self) -> LockState | None:
+        newest = next(iter(self.locks.find({}).sort("_id", -1).limit(1)), None)
+        if newest is None:
+            return None
+        return _lock_state(newest, self.server_now())
+
+    def try_lock(self, holder: Holder, lease_s: float) -> LockState:
+        from pymongo.errors import DuplicateKeyError
+
+        current = self.lock_state()
+        if current is not None and not current.free:
+            return current
+        now = current.server_now if current is not None else self.server_now()
+        generation = current.generation + 1 if current is not None else 1
+        document = {
+            "_id": generation,
+            "holder": dataclasses.asdict(holder),
+            "acquired_at": now,
+            "heartbeat_at": now,
+            "lease_s": lease_s,
+            "released": False,
+            "took_over_expired": current is not None and not current.released,
+        }
+        try:
+            self.locks.insert_one(document)
+        except DuplicateKeyError:
+            return self.lock_state() or current  # type: ignore[return-value]
+        return _lock_state(document, now)
+
+    def renew_lock(self, generation: int) -> bool:
+        self.locks.update_one({"_id": generation}, {"$currentDate": {"heartbeat_at": True}})
+        newest = next(iter(self.locks.find({}, {"released": 1}).sort("_id", -1).limit(1)), None)
+        return newest is not None and newest["_id"] == generation and not newest["released"]
+
+    def release_lock(self, generation: int) -> None:
+        self.locks.update_one(
+            {"_id": generation},
+            {"$set": {"released": True}, "$currentDate": {"released_at": True}},
+        )
+
+    # -- the run log ----------------------------------------------------------
+
+    def append_log(self, entry: LogEntry) -> None:
+        from pymongo.errors import DuplicateKeyError
+
+        document = _log_document(entry)
+        if entry.event is Event.STARTED:
+            document["_id"] = entry.step
+        try:
+            self.log.insert_one(document)
+        except DuplicateKeyError:
+            raise IntegrityError(
+                f"{entry.filename}: attempt {entry.step} was already started by another run",
+                hint="another alley ran at the same time; see 'alley history'",
+            ) from None
+
+    def read_log(self) -> list[LogEntry]:
+        entries = [_log_entry(document) for document in self.log.find({})]
+        return sorted(entries, key=lambda e: (e.generation, e.seq))
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _holder(document: dict[str, Any]) -> Holder:
+    fields = {f.name for f in dataclasses.fields(Holder)}
+    values = {k: v for k, v in document.items() if k in fields}
+    values.setdefault("run_id", "?")
+    return Holder(
+        run_id=str(values["run_id"]),
+        host=str(values.get("host", "?")),
+        pid=int(values.get("pid", 0)),
+        user=str(values.get("user", "?")),
+        alley_version=str(values.get("alley_version", "?")),
+        command=str(values.get("command", "?")),
+    )
+
+
+def _lock_state(document: dict[str, Any], server_now: datetime) -> LockState:
+    return LockState(
+        generation=int(document["_id"]),
+        holder=_holder(document.get("holder", {})),
+        acquired_at=_aware(document["acquired_at"]),
+        heartbeat_at=_aware(document["heartbeat_at"]),
+        lease_s=float(document["lease_s"]),
+        released=bool(document.get("released")),
+        server_now=server_now,
+    )
+
+
+def _log_document(entry: LogEntry) -> dict[str, Any]:
+    document = dataclasses.asdict(entry)
+    document["event"] = entry.event.value
+    document["direction"] = entry.direction.value
+    document["resolves"] = list(entry.resolves)
+    return document
+
+
+def _log_entry(document: dict[str, Any]) -> LogEntry:
+    return LogEntry(
+        step=str(document["step"]),
+        event=Event(document["event"]),
+        migration_id=int(document["migration_id"]),
+        filename=str(document["filename"]),
+        direction=Direction(document["direction"]),
+        at=_aware(document["at"]),
+        holder=_holder(document.get("holder", {})),
+        checksum=document.get("checksum"),
+        duration_s=document.get("duration_s"),
+        fake=bool(document.get("fake")),
+        error=document.get("error"),
+        resolves=tuple(document.get("resolves", ())),
+        generation=int(document.get("generation", 0)),
+        seq=int(document.get("seq", 0)),
+    )
+
 
 def _record(document: dict[str, Any]) -> HistoryRecord:
     filename = str(document.get("filename", ""))
     date = document.get("date")
     if isinstance(date, datetime) and date.tzinfo is None:
-        date = date.replace(tzinfo=UTC)
+        date = _aware(date)
     return HistoryRecord(
         id=_id_of(document, filename),
         filename=filename,
@@ -76,4 +223,4 @@ def _id_of(document: dict[str, Any], filename: str) -> int:
 @hookimpl(trylast=True)
 def alley_history_store(settings: Settings, db: Database[Any]) -> HistoryStore:
     name = str(settings.options.get("history_collection", COLLECTION))
-    return MongoHistoryStore(db[name])
+    return MongoHistoryStore(db, name)

@@ -13,10 +13,11 @@ from alley import Migrations
 from alley.errors import MigrationFailed, UsageError
 from alley.hookspecs import hookimpl
 from alley.model import HistoryRecord, Migration
+from alley_plugins.mongo_history import MongoHistoryStore
 
 
 def write(folder: Path, filename: str, up: str, down: str = "pass") -> None:
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / filename).write_text(f"def up(db):\n    {up}\n\n\ndef down(db):\n    {down}\n")
 
 
@@ -96,11 +97,12 @@ class DictSource:
         ]
 
 
-class OtherCollectionStore:
-    """History in another collection: proves recording is only asked of hooks."""
+class OtherCollectionStore(MongoHistoryStore):
+    """History records in another collection, in another shape: proves recording is only
+    asked of hooks. The lock and run log are the default store's (inherited)."""
 
-    def __init__(self, collection: Any) -> None:
-        self.collection = collection
+    def __init__(self, db: Any) -> None:
+        super().__init__(db, "elsewhere")
 
     @hookimpl
     def alley_history_store(self, settings: Any, db: Any) -> Any:
@@ -129,7 +131,7 @@ def test_hooks_replace_discovery_and_history_store(tmp_path: Path, mongo_db: Any
             "def down(db):\n    pass\n",
         }
     )
-    store = OtherCollectionStore(mongo_db.elsewhere)
+    store = OtherCollectionStore(mongo_db)
     migrations = Migrations(
         tmp_path,  # holds no migrations/ folder: the files plugin is disabled below
         mongo_db,
@@ -163,23 +165,37 @@ class CommandCounter(monitoring.CommandListener):
         pass
 
 
-@pytest.mark.parametrize("count", [3, 40])
-def test_round_trips_are_constant_for_status_and_one_write_per_migration_for_up(
-    tmp_path: Path, mongodb_uri: str, mongo_db: Any, count: int
-) -> None:
+def commands_of_up_and_status(
+    root: Path, uri: str, database: str, count: int
+) -> tuple[list[str], list[str]]:
     for number in range(1, count + 1):
-        write(tmp_path / "migrations", f"{number:04}_m.py", "pass")
+        write(root / "migrations", f"{number:04}_m.py", "pass")
     listener = CommandCounter()
-    with MongoClient(mongodb_uri, event_listeners=[listener]) as client:
-        migrations = Migrations(tmp_path, client[mongo_db.name])
-
+    with MongoClient(uri, event_listeners=[listener]) as client:
+        migrations = Migrations(root, client[database])
         migrations.up()
         up_commands = list(listener.commands)
         listener.commands.clear()
         migrations.status()
-        status_commands = list(listener.commands)
+        return up_commands, list(listener.commands)
 
-    assert up_commands.count("insert") == count
-    assert up_commands.count("find") == 1
-    assert len(up_commands) == count + 1
-    assert status_commands == ["find"]
+
+def test_round_trips_constant_for_status_and_three_writes_per_migration_for_up(
+    tmp_path: Path, mongodb_uri: str, mongo_client: Any
+) -> None:
+    small_up, small_status = commands_of_up_and_status(
+        tmp_path / "small", mongodb_uri, "alley_rt_small", 3
+    )
+    large_up, large_status = commands_of_up_and_status(
+        tmp_path / "large", mongodb_uri, "alley_rt_large", 40
+    )
+    for name in ("alley_rt_small", "alley_rt_large"):
+        mongo_client.drop_database(name)
+
+    assert small_status == large_status  # status: the same round trips for 3 or 40
+    assert len(large_status) <= 5
+    # up: a constant overhead (lock, reads), then per migration exactly three inserts:
+    # the run log's "started", the history record, the run log's "succeeded".
+    assert len(large_up) - len(small_up) == 3 * (40 - 3)
+    assert large_up.count("insert") - small_up.count("insert") == 3 * (40 - 3)
+    assert large_up.count("find") == small_up.count("find")

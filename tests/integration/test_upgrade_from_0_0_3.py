@@ -62,7 +62,15 @@ def test_file_renamed_after_it_was_applied_is_not_run_again(
     [entry] = status["migrations"]
     assert (entry["state"], entry["drift"]) == ("applied", "renamed")
     assert entry["recorded_filename"] == "0001_add_user.py"
-    assert up.returncode == 0, up.output
+    assert up.returncode == 6  # a rename is drift: refused until accepted
+    assert "renamed" in up.stderr
+    assert project.alley("up", "--allow-drift").returncode == 0
+    assert mongo_db.counters.find_one({"_id": "0001"})["n"] == 1
+
+    accepted = project.alley("mark", "1", "--applied")
+    assert accepted.returncode == 0, accepted.output
+    assert [r["filename"] for r in mongo_db.db_migrations.find()] == ["0001_add_users.py"]
+    assert project.alley("up").returncode == 0
     assert mongo_db.counters.find_one({"_id": "0001"})["n"] == 1
 
     down = project.alley("down", "1")

@@ -391,9 +391,7 @@ def test_host_on_the_command_line_beats_a_url_from_the_environment(tmp_path: Pat
 
 def test_url_from_the_environment_beats_host_from_the_config(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[tool.alley]\nhost = "cfg"\ndatabase = "cfgdb"\n')
-    settings = load_settings(
-        {}, environ={"ALLEY_URL": "mongodb://envhost:1/envdb"}, cwd=tmp_path
-    )
+    settings = load_settings({}, environ={"ALLEY_URL": "mongodb://envhost:1/envdb"}, cwd=tmp_path)
     assert settings.url == "mongodb://envhost:1/envdb"
     assert settings.database_name == "envdb"
 
