@@ -222,11 +222,13 @@ def history(entries: Sequence[LogEntry], out: TextIO | None = None) -> None:
         out.write("no runs logged\n")
         return
     for e in entries:
-        took = f"{e.duration_s * 1000:.0f} ms" if e.duration_s is not None else ""
-        who = f"{e.holder.user}@{e.holder.host} pid {e.holder.pid} run {e.holder.run_id}"
-        fake = " (fake)" if e.fake else ""
-        error = f"  {e.error}" if e.error else ""
-        out.write(
-            f"{_date(e.at)}  {e.event.value:<14} {e.direction.value:<4} {e.filename}{fake}"
-            f"  {took}  {who}{error}\n".replace("    ", "  ")
-        )
+        columns = [
+            _date(e.at),
+            f"{e.event.value:<14}",
+            f"{e.direction.value:<4}",
+            e.filename + (" (fake)" if e.fake else ""),
+            f"{e.duration_s * 1000:.0f} ms" if e.duration_s is not None else "",
+            f"{e.holder.user}@{e.holder.host} pid {e.holder.pid} run {e.holder.run_id}",
+            e.error or "",
+        ]
+        out.write("  ".join(c for c in columns if c) + "\n")

@@ -61,6 +61,27 @@ class Project:
             down=f"db[{collection!r}].update_one({{'_id': {key!r}}}, {{'$inc': {{'n': -1}}}})",
         )
 
+    def command(self, *args: str, url: bool = True) -> list[str]:
+        assert ALLEY, "the alley console script is not installed (pip install -e .)"
+        return [ALLEY, *(("--url", self.uri) if url else ()), *args]
+
+    def environment(self, env: dict[str, str] | None = None) -> dict[str, str]:
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("ALLEY_")}
+        environment.pop("MONGODB_URI", None)
+        environment.update(env or {})
+        return environment
+
+    def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """Start ``alley [--url URI] ARGS`` in the background."""
+        return subprocess.Popen(
+            self.command(*args),
+            cwd=self.root,
+            env=self.environment(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
     def alley(
         self,
         *args: str,
@@ -70,21 +91,33 @@ class Project:
         timeout: float = 120,
     ) -> Result:
         """Run ``alley [--url URI] ARGS`` as a separate process."""
-        assert ALLEY, "the alley console script is not installed (pip install -e .)"
-        command = [ALLEY, *(("--url", self.uri) if url else ()), *args]
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("ALLEY_")}
-        environment.pop("MONGODB_URI", None)
-        environment.update(env or {})
         completed = subprocess.run(
-            command,
+            self.command(*args, url=url),
             cwd=cwd or self.root,
-            env=environment,
+            env=self.environment(env),
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
         )
         return Result(completed.returncode, completed.stdout, completed.stderr)
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 120) -> Result:
+    """Wait for a spawned ``alley`` and collect what it printed."""
+    stdout, stderr = process.communicate(timeout=timeout)
+    return Result(process.returncode, stdout, stderr)
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30, what: str = "") -> None:
+    """Poll ``condition`` until it is true; fail the test after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        time.sleep(0.05)
 
 
 @pytest.fixture
