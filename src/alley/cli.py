@@ -121,6 +121,15 @@ def connection_options(
             "--lock-timeout", metavar="SECONDS", help="How long to wait for a busy lock [60]."
         ),
     ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-o",
+            "--option",
+            metavar="KEY=VALUE",
+            help="A setting for plugins, over [tool.alley] (repeatable).",
+        ),
+    ] = None,
     disable_plugin: Annotated[
         list[str] | None,
         typer.Option(
@@ -148,6 +157,7 @@ def connection_options(
             "lease": lease,
             "lock_timeout": lock_timeout,
             "disable_plugins": tuple(disable_plugin or ()),
+            "options": tuple(option or ()),
         }
     )
 

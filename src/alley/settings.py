@@ -45,7 +45,8 @@ ENVIRONMENT: Mapping[str, tuple[str, ...]] = {
 class Settings:
     """Everything a command needs to know, from wherever it was set.
 
-    ``options`` is the whole ``[tool.alley]`` table, so plugins can read their own keys.
+    ``options`` is the whole ``[tool.alley]`` table, with ``-o KEY=VALUE`` from the
+    command line over it, so plugins can read their own keys.
     ``origins`` says where each explicitly set value came from (``cli``, ``env:NAME``,
     ``config:<file>``), for error messages and ``--verbose``.
     """
@@ -170,7 +171,7 @@ def load_settings(
                 break
 
     for key, value in (cli or {}).items():
-        if value is not None and value != ():
+        if key != "options" and value is not None and value != ():
             values[key] = value
             origins[key] = "cli"
 
@@ -198,7 +199,7 @@ def load_settings(
         ),
         disable_plugins=tuple(dict.fromkeys(disabled)),
         cwd=cwd,
-        options=options,
+        options={**options, **_option_pairs((cli or {}).get("options") or ())},
         origins=origins,
     )
 
@@ -267,6 +268,17 @@ def _number(value: Any, key: str, kind: type[int] | type[float], origins: dict[s
     if key == "port" and number > 65535:
         raise ConfigError(f"invalid port {value!r}: must be at most 65535")
     return number
+
+
+def _option_pairs(pairs: Any) -> dict[str, str]:
+    """``("key=value", ...)`` from ``-o`` into a dict."""
+    options = {}
+    for pair in pairs:
+        key, equals, value = str(pair).partition("=")
+        if not equals or not key.strip():
+            raise ConfigError(f"invalid option {pair!r}", hint="use -o KEY=VALUE")
+        options[key.strip()] = value
+    return options
 
 
 def _names(value: Any) -> tuple[str, ...]:

@@ -401,3 +401,11 @@ def test_database_on_the_command_line_beats_the_url_database(tmp_path: Path) -> 
         {"database": "clidb"}, environ={"ALLEY_URL": "mongodb://h:1/envdb"}, cwd=tmp_path
     )
     assert settings.database_name == "clidb"
+
+
+def test_command_line_options_for_plugins_override_the_config_table(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.alley]\nsource = "a"\nkeep = 1\n')
+    settings = load_settings({"options": ("source=b", "extra=x=y")}, environ={}, cwd=tmp_path)
+    assert settings.options == {"source": "b", "keep": 1, "extra": "x=y"}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        load_settings({"options": ("novalue",)}, environ={}, cwd=tmp_path)
