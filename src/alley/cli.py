@@ -386,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(error, ExitCode.INTERRUPTED, "interrupted", verbose)
     except Exception as error:
         return _from_other(error, verbose)
+    if returned == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into Exit(130) itself
+        sys.stderr.write("alley: error: interrupted\n")
     return returned if isinstance(returned, int) else ExitCode.OK
 
 

@@ -133,6 +133,19 @@ def run_plan(
                 fake=fake,
             )
             raise
+        except KeyboardInterrupt:
+            # Its effect is unknown: logged interrupted, so the next run asks a person.
+            log.append(
+                Event.INTERRUPTED,
+                key,
+                migration.id,
+                migration.filename,
+                plan.direction,
+                duration_s=time.perf_counter() - started,
+                error="interrupted by the user (Ctrl-C)",
+                fake=fake,
+            )
+            raise
         duration = time.perf_counter() - started
         _record(step, migration, plan.direction, hooks, store, duration, fake, log.holder)
         log.append(

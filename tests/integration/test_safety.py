@@ -481,3 +481,25 @@ def test_unlock_releases_a_dead_runs_lock_and_force_releases_a_live_one(
     assert forced.returncode == 0, forced.output
     assert stopped.returncode == BUSY, stopped.output  # its next renewal found it released
     assert "0002" not in counters(mongo_db)
+
+
+def test_ctrl_c_mid_migration_releases_the_lock_and_logs_the_step_interrupted(
+    project: Project, mongo_db: Any
+) -> None:
+    slow(project, "0001_slow.py", 30)
+    project.counter("0002_b.py")
+
+    run = project.spawn("--lease", "30", "up")
+    wait_for(lambda: mongo_db.marks.count_documents({}) == 1, what="the slow migration")
+    run.send_signal(signal.SIGINT)
+    stopped = finish(run)
+    started = time.monotonic()
+    after = project.alley("--lock-timeout", "20", "up")
+
+    assert stopped.returncode == 130, stopped.output
+    assert "interrupted" in stopped.stderr
+    assert time.monotonic() - started < 10  # the lock was released, not left to expire
+    assert after.returncode == INTEGRITY
+    assert "0001_slow.py was interrupted" in after.stderr
+    assert "Ctrl-C" in project.alley("history", "1").stdout
+    assert counters(mongo_db) == {}
