@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tokenize
+from collections.abc import Iterable
 
 ALGORITHM = "v1"
 
@@ -22,11 +23,16 @@ _FSTRING_END = getattr(tokenize, "FSTRING_END", None)
 
 
 def _normalised_tokens(source: str) -> list[str]:
+    return normalise(tokenize.generate_tokens(io.StringIO(source).readline), source)
+
+
+def normalise(token_stream: Iterable[tokenize.TokenInfo], source: str) -> list[str]:
+    """The token strings that identify ``source``: code only, layout reduced to markers."""
     lines = source.splitlines(keepends=True)
     tokens: list[str] = []
     fstring_depth = 0
     fstring_start: tuple[int, int] = (0, 0)
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+    for token in token_stream:
         if fstring_depth:
             if token.type == _FSTRING_START:
                 fstring_depth += 1

@@ -220,3 +220,47 @@ def test_spacing_and_comments_never_matter(lines, spaces: int, blank: int) -> No
         for n, v, c in lines
     )
     assert source_checksum(plain) == source_checksum(noisy)
+
+
+def test_python_3_12_fstring_tokens_normalise_like_the_3_11_string_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Python 3.12 split f-strings into FSTRING_START/MIDDLE/END tokens (PEP 701).
+
+    Only 3.11 runs here, so the 3.12 token stream of ``x = f"a{b!r:>3}c"`` is written
+    out by hand: the checksum code must join it back into the single STRING token that
+    3.11 produces, so a file's checksum does not change with the interpreter.
+    """
+    import tokenize
+
+    from alley import checksum
+
+    source = 'x = f"a{b!r:>3}c"\n'
+    fstring_start, fstring_middle, fstring_end = 1001, 1002, 1003
+    monkeypatch.setattr(checksum, "_FSTRING_START", fstring_start)
+    monkeypatch.setattr(checksum, "_FSTRING_END", fstring_end)
+
+    def tok(kind: int, text: str, start: int, end: int) -> tokenize.TokenInfo:
+        return tokenize.TokenInfo(kind, text, (1, start), (1, end), source)
+
+    python_3_12_stream = [
+        tok(tokenize.NAME, "x", 0, 1),
+        tok(tokenize.OP, "=", 2, 3),
+        tok(fstring_start, 'f"', 4, 6),
+        tok(fstring_middle, "a", 6, 7),
+        tok(tokenize.OP, "{", 7, 8),
+        tok(tokenize.NAME, "b", 8, 9),
+        tok(tokenize.OP, "!", 9, 10),
+        tok(tokenize.NAME, "r", 10, 11),
+        tok(tokenize.OP, ":", 11, 12),
+        tok(fstring_middle, ">3", 12, 14),
+        tok(tokenize.OP, "}", 14, 15),
+        tok(fstring_middle, "c", 15, 16),
+        tok(fstring_end, '"', 16, 17),
+        tok(tokenize.NEWLINE, "\n", 17, 18),
+    ]
+
+    joined = checksum.normalise(python_3_12_stream, source)
+
+    assert joined == checksum._normalised_tokens(source)  # what 3.11's tokenizer gives
+    assert joined == ["x", "=", 'f"a{b!r:>3}c"', "<NEWLINE>"]
