@@ -11,12 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from alley.checksum import source_checksum
-
-if TYPE_CHECKING:
-    from pymongo.database import Database
 
 
 class Direction(enum.StrEnum):
@@ -276,10 +273,6 @@ class StatusReport:
     def applied(self) -> tuple[MigrationStatus, ...]:
         return tuple(s for s in self.statuses if s.state is State.APPLIED)
 
-    @property
-    def drifted(self) -> tuple[MigrationStatus, ...]:
-        return tuple(s for s in self.statuses if s.drift not in (None, Drift.UNKNOWN))
-
 
 @dataclass(frozen=True)
 class StepResult:
@@ -312,7 +305,3 @@ class PluginInfo:
     version: str | None
     hooks: tuple[str, ...]
     default: bool
-
-
-if TYPE_CHECKING:
-    MigrationDatabase = Database[Mapping[str, Any]]
