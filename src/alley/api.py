@@ -114,7 +114,7 @@ class Project:
             on_wait=on_wait,
         ) as lease:
             log = RunLog(self.hooks, self.store, holder, lease.generation)
-            log.entries = list(self.call(self.store.read_log))
+            log.extend(self.call(self.store.read_log))
             log.mark_dead_steps_interrupted(lease.state)
             yield Session(self, lease, log)
 

@@ -10,7 +10,8 @@ interrupted, and a failure leaves history exactly as far as it got.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +46,21 @@ class RunLog:
     holder: Holder
     generation: int
     entries: list[LogEntry] = field(default_factory=list)
+    _attempts: Counter[tuple[Direction, str]] = field(default_factory=Counter)
+
+    def extend(self, entries: Sequence[LogEntry]) -> None:
+        """Take in entries read from the store (before this run appends its own)."""
+        for entry in entries:
+            self._count(entry)
+        self.entries.extend(entries)
+
+    def _count(self, entry: LogEntry) -> None:
+        if entry.event is Event.STARTED:
+            self._attempts[entry.direction, entry.filename] += 1
+
+    def next_step_key(self, direction: Direction, filename: str) -> str:
+        """The key of the next attempt, as :func:`planning.next_step_key` computes it."""
+        return f"{direction}:{filename}:{self._attempts[direction, filename] + 1}"
 
     def append(
         self,
@@ -68,6 +84,7 @@ class RunLog:
             **details,
         )
         self.hooks.store_call(self.store.append_log, entry)
+        self._count(entry)
         self.entries.append(entry)
         return entry
 
@@ -107,7 +124,7 @@ def run_plan(
         migration = step.migration
         assert migration is not None  # planning refuses steps without a migration
         lease.check()
-        key = planning.next_step_key(log.entries, plan.direction, migration.filename)
+        key = log.next_step_key(plan.direction, migration.filename)
         log.append(
             Event.STARTED,
             key,
