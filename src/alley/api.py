@@ -113,7 +113,9 @@ class Project:
             call=self.call,
             on_wait=on_wait,
         ) as lease:
-            log = RunLog(self.hooks, self.store, holder, lease.generation)
+            log = RunLog(
+                self.hooks, self.store, holder, lease.generation, server_time=lease.state.server_now
+            )
             log.extend(self.call(self.store.read_log))
             log.mark_dead_steps_interrupted(lease.state)
             yield Session(self, lease, log)
@@ -322,18 +324,24 @@ def mark(
         if not statuses:
             raise UsageError(f"no migration has id {wanted}", hint="see 'alley status'")
         log = session.log
+        current = next((s for s in statuses if s.migration is not None), statuses[0])
+        if applied and current.migration is None:
+            raise UsageError(
+                f"cannot mark {current.filename} applied: its file is gone",
+                hint=f"mark it pending with 'alley mark {wanted} --pending'",
+            )
         for status in statuses:
             if status.record is not None:
                 project.call(project.store.remove_applied, status.record)
-        current = next((s for s in statuses if s.migration is not None), statuses[0])
         if applied:
-            if current.migration is None:
-                raise UsageError(
-                    f"cannot mark {current.filename} applied: its file is gone",
-                    hint=f"mark it pending with 'alley mark {wanted} --pending'",
-                )
+            assert current.migration is not None
             record = applied_record(
-                current.migration, duration_s=0.0, fake=True, holder=log.holder, marked=True
+                current.migration,
+                duration_s=0.0,
+                fake=True,
+                holder=log.holder,
+                date=log.now(),
+                marked=True,
             )
             project.call(project.store.record_applied, current.migration, record)
         filenames = {s.filename for s in statuses} | {

@@ -101,5 +101,11 @@ def _as_connection_error(error: BaseException) -> ConnectionFailed | None:
     errors = sys.modules.get("pymongo.errors")
     if errors is None or not isinstance(error, errors.ConnectionFailure):
         return None
-    first_line = str(error).split(",", 1)[0].splitlines()[0] if str(error) else type(error).__name__
-    return ConnectionFailed(f"lost the connection to the server: {first_line}")
+    return ConnectionFailed(f"lost the connection to the server: {driver_message(error)}")
+
+
+def driver_message(error: BaseException) -> str:
+    """The useful first part of a pymongo error: no topology dump, no timeout settings."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    text = text.split(" (configured timeouts", 1)[0]
+    return text.split(", Timeout:", 1)[0].rstrip(" ,")

@@ -76,6 +76,7 @@ class Lease:
         self._lease_s = state.lease_s
         self._renewed_at = renewed_at
         self._lost_reason: str | None = None
+        self._failed_renewal: str | None = None
         self._stop = threading.Event()
         self._call = call
         self._thread = threading.Thread(target=self._beat, name="alley-heartbeat", daemon=True)
@@ -92,18 +93,25 @@ class Lease:
                 return
             try:
                 still_ours = bool(self._call(self.store.renew_lock, self.generation))
-            except Exception as error:  # the main thread reports it at the next check
-                self._lost_reason = f"renewing the lease failed: {error}"
+            except Exception as error:
+                # Not lost yet: the next renewal may succeed within the lease. If none
+                # does, the monotonic check in check() stops the run, with this reason.
+                self._failed_renewal = str(error)
                 continue
             if not still_ours:
-                self._lost_reason = "another run took the lock over"
+                self._lost_reason = "it was released ('alley unlock --force') or taken over"
                 return
             self._renewed_at = started
+            self._failed_renewal = None
 
     def check(self) -> None:
         """Raise :class:`LockBusy` if the lease is (or may be) lost; call before each step."""
         overdue = time.monotonic() - self._renewed_at > self._lease_s * (1 - SAFETY_MARGIN)
-        reason = self._lost_reason or ("the lease ran out" if overdue else None)
+        if overdue and not self._lost_reason:
+            self._lost_reason = "the lease ran out" + (
+                f" (renewing failed: {self._failed_renewal})" if self._failed_renewal else ""
+            )
+        reason = self._lost_reason
         if reason:
             raise LockBusy(
                 f"lost the lock: {reason}; stopped before the next migration",

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from alley import planning
@@ -46,7 +46,19 @@ class RunLog:
     holder: Holder
     generation: int
     entries: list[LogEntry] = field(default_factory=list)
+    server_time: datetime | None = None  # the server's clock when the lock was taken
     _attempts: Counter[tuple[Direction, str]] = field(default_factory=Counter)
+    _started: float = field(default_factory=time.monotonic)
+
+    def now(self) -> datetime:
+        """The server's time, from its clock at lock time plus this process's elapsed time.
+
+        Log entries and records are stamped with it, so their times agree with the
+        lock's even when this machine's clock is wrong.
+        """
+        if self.server_time is None:
+            return datetime.now(UTC)
+        return self.server_time + timedelta(seconds=time.monotonic() - self._started)
 
     def extend(self, entries: Sequence[LogEntry]) -> None:
         """Take in entries read from the store (before this run appends its own)."""
@@ -77,7 +89,7 @@ class RunLog:
             migration_id=migration_id,
             filename=filename,
             direction=direction,
-            at=datetime.now(UTC),
+            at=self.now(),
             holder=self.holder,
             generation=self.generation,
             seq=len(self.entries),
@@ -164,7 +176,7 @@ def run_plan(
             )
             raise
         duration = time.perf_counter() - started
-        _record(step, migration, plan.direction, hooks, store, duration, fake, log.holder)
+        _record(step, migration, plan.direction, hooks, store, duration, fake, log)
         log.append(
             Event.SUCCEEDED,
             key,
@@ -190,10 +202,13 @@ def _record(
     store: HistoryStore,
     duration: float,
     fake: bool,
-    holder: Holder,
+    log: RunLog,
 ) -> None:
+    holder = log.holder
     if direction is Direction.UP:
-        record = applied_record(migration, duration_s=duration, fake=fake, holder=holder)
+        record = applied_record(
+            migration, duration_s=duration, fake=fake, holder=holder, date=log.now()
+        )
         hooks.store_call(store.record_applied, migration, record)
     else:
         assert step.record is not None
@@ -218,14 +233,20 @@ def load_steps(plan: Plan, hooks: Hooks) -> dict[int, LoadedMigration]:
 
 
 def applied_record(
-    migration: Migration, *, duration_s: float, fake: bool, holder: Holder, **extra: Any
+    migration: Migration,
+    *,
+    duration_s: float,
+    fake: bool,
+    holder: Holder,
+    date: datetime,
+    **extra: Any,
 ) -> HistoryRecord:
     """The history record of a migration that was just applied (or faked, or marked)."""
     who = holder
     return HistoryRecord(
         id=migration.id,
         filename=migration.filename,
-        date=datetime.now(UTC),
+        date=date,
         checksum=migration.checksum,
         extra={
             "duration_s": round(duration_s, 6),

@@ -503,3 +503,19 @@ def test_ctrl_c_mid_migration_releases_the_lock_and_logs_the_step_interrupted(
     assert "0001_slow.py was interrupted" in after.stderr
     assert "Ctrl-C" in project.alley("history", "1").stdout
     assert counters(mongo_db) == {}
+
+
+def test_refused_mark_changes_nothing(project: Project, mongo_db: Any) -> None:
+    project.counter("0001_a.py")
+    assert project.alley("up").returncode == 0
+    (project.folder / "0001_a.py").unlink()
+
+    refused = project.alley("mark", "1", "--applied")
+
+    assert refused.returncode == 2
+    assert "file is gone" in refused.stderr
+    assert mongo_db.db_migrations.count_documents({"filename": "0001_a.py"}) == 1
+    pending = project.alley("mark", "1", "--pending")
+    assert pending.returncode == 0, pending.output
+    assert mongo_db.db_migrations.count_documents({}) == 0
+    assert "marked-pending" in project.alley("history", "1").stdout

@@ -397,3 +397,15 @@ def test_the_import_grep_would_see_pymongo(clean_environment: Path) -> None:
         check=True,
     )
     assert DRIVER_IMPORT.findall(result.stderr)
+
+
+def test_driver_messages_lose_pymongo_topology_and_timeout_details() -> None:
+    from pymongo.errors import AutoReconnect
+
+    from alley.hookcalls import driver_message
+
+    error = AutoReconnect(
+        "127.0.0.1:58911: [Errno 111] Connection refused (configured timeouts: "
+        "socketTimeoutMS: 2000.0ms, connectTimeoutMS: 2000.0ms)"
+    )
+    assert driver_message(error) == "127.0.0.1:58911: [Errno 111] Connection refused"
