@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -214,21 +215,36 @@ def test_a_client_with_a_wrong_clock_never_steals_a_live_lock(
         "        return super().utcnow() + _dt.timedelta(seconds=_OFFSET)\n"
         "_dt.datetime = _Shifted\n"
     )
-    slow(project, "0001_slow.py", 4)
+    shifted = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import datetime, time; print(time.time(), datetime.datetime.now().timestamp())",
+        ],
+        env={**os.environ, "PYTHONPATH": str(fake_clock), "FAKE_CLOCK_OFFSET": "3600"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert all(abs(float(t) - time.time() - 3600) < 60 for t in shifted.stdout.split())
+
+    slow(project, "0001_slow.py", 12)
     holder = project.spawn("--lease", "2", "up")
     wait_for(lambda: mongo_db.marks.count_documents({}) == 1, what="the slow migration")
 
-    results = [
-        project.alley(
+    skewed = [
+        project.spawn(
             "--lease",
             "2",
             "--lock-timeout",
-            "1",
+            "3",
             "up",
             env={"PYTHONPATH": str(fake_clock), "FAKE_CLOCK_OFFSET": str(offset)},
         )
         for offset in (3600, -3600)
     ]
+    results = [finish(process) for process in skewed]
+    assert holder.poll() is None, "the holder must still be running: the test needs a live lock"
     held = finish(holder)
 
     assert held.returncode == 0, held.output
