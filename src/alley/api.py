@@ -71,7 +71,9 @@ class Project:
     @cached_property
     def hooks(self) -> Hooks:
         manager = build_plugin_manager(
-            self.settings.disable_plugins, extra_plugins=self._extra_plugins
+            self.settings.disable_plugins,
+            load_only=self.settings.load_plugins,
+            extra_plugins=self._extra_plugins,
         )
         return Hooks(manager)
 

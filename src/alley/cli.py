@@ -136,6 +136,16 @@ def connection_options(
             "--disable-plugin", metavar="NAME", help="Do not load this plugin (repeatable)."
         ),
     ] = None,
+    load_plugin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--load-plugin", metavar="NAME", help="Load only these installed plugins (repeatable)."
+        ),
+    ] = None,
+    only_default_plugins: Annotated[
+        bool,
+        typer.Option("--only-default-plugins", help="Load no installed plugin, only the defaults."),
+    ] = False,
     verbose: Annotated[
         bool, typer.Option("-v", "--verbose", help="Show tracebacks of errors.")
     ] = False,
@@ -158,6 +168,9 @@ def connection_options(
             "lock_timeout": lock_timeout,
             "disable_plugins": tuple(disable_plugin or ()),
             "options": tuple(option or ()),
+            "load_plugins": ()
+            if only_default_plugins
+            else (tuple(load_plugin) if load_plugin else None),
         }
     )
 

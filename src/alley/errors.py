@@ -99,3 +99,17 @@ class AlleyWarning(UserWarning):
     Plugins emit these with :func:`warnings.warn`; the API collects them into the
     report's ``warnings`` and the CLI prints them.
     """
+
+
+class SourceMissing(AlleyWarning):
+    """A discovery plugin's source does not exist (e.g. no ``migrations/`` folder).
+
+    Discovery is collect-all, so one missing source must not hide the others: a plugin
+    warns with this instead of raising. Only when no plugin found any migration does the
+    first of these become a :class:`MigrationsFolderMissing` error.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint

@@ -7,13 +7,14 @@ inside a plugin into an error that names the plugin.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from alley.errors import ConnectionFailed, PluginError
+from alley.errors import ConnectionFailed, MigrationsFolderMissing, PluginError, SourceMissing
 from alley.model import Direction, HistoryStore, LoadedMigration, Migration
 from alley.plugins import blame
 
@@ -31,14 +32,14 @@ class Hooks:
         self._hook = manager.hook
 
     @contextmanager
-    def _attributed(self) -> Iterator[None]:
+    def _attributed(self, owner_module: str | None = None) -> Iterator[None]:
         try:
             yield
         except Exception as error:
             connection_error = _as_connection_error(error)
             if connection_error is not None:
                 raise connection_error from error
-            plugin_error = blame(self.manager, error)
+            plugin_error = blame(self.manager, error, owner_module)
             if plugin_error is not None:
                 raise plugin_error from error
             raise
@@ -57,9 +58,23 @@ class Hooks:
         return self._required(result, "alley_connect")  # type: ignore[no-any-return]
 
     def discover(self, settings: Settings) -> list[Migration]:
-        with self._attributed():
+        """Every plugin's migrations, ordered.
+
+        :raises MigrationsFolderMissing: no plugin found a migration and one of them
+            said its source does not exist.
+        """
+        with warnings.catch_warnings(record=True) as caught, self._attributed():
+            warnings.simplefilter("always")
             results = self._hook.alley_discover_migrations(settings=settings)
+        missing = [w.message for w in caught if isinstance(w.message, SourceMissing)]
+        for warning in caught:
+            if not isinstance(warning.message, SourceMissing):
+                warnings.warn_explicit(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
         migrations = [m for result in results if result for m in result]
+        if not migrations and missing:
+            raise MigrationsFolderMissing(missing[0].message, hint=missing[0].hint)
         with self._attributed():
             ordered = self._hook.alley_order_migrations(migrations=migrations)
         return list(self._required(ordered, "alley_order_migrations"))
@@ -91,8 +106,9 @@ class Hooks:
         return self._required(result, "alley_history_store")  # type: ignore[no-any-return]
 
     def store_call(self, call: Any, *args: Any) -> Any:
-        """Call a history store method with the same error attribution as a hook."""
-        with self._attributed():
+        """Call a history store method; an error is blamed on the plugin of the store's class."""
+        owner = getattr(call, "__self__", None)
+        with self._attributed(type(owner).__module__ if owner is not None else None):
             return call(*args)
 
 

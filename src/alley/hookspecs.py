@@ -65,9 +65,11 @@ def alley_discover_migrations(settings: Settings) -> Sequence[Migration] | None:
     find the next id). Every plugin contributes: results are concatenated, and two
     migrations with one id are an error whichever plugins they came from.
 
-    Raise :class:`alley.errors.MigrationsFolderMissing` when the source does not exist
-    yet (``create`` then starts from nothing; other commands fail with its message),
-    or :class:`alley.errors.DiscoveryError` for anything unreadable.
+    When the source does not exist (yet), warn with
+    :class:`alley.errors.SourceMissing` (``warnings.warn``) and return nothing: other
+    sources may still provide migrations. Only when no plugin found any does the first
+    such warning become the error (``create`` then starts from id 1). Raise
+    :class:`alley.errors.DiscoveryError` for a source that exists but is unreadable.
 
     :param settings: The resolved settings; ``settings.path`` may be ``None``.
     :returns: The migrations found, in any order, or ``None`` for none.

@@ -40,12 +40,15 @@ DEFAULT_PLUGINS: Mapping[str, str] = {
 def build_plugin_manager(
     disable: Iterable[str] = (),
     *,
+    load_only: Iterable[str] | None = None,
     environ: Mapping[str, str] | None = None,
     extra_plugins: Iterable[tuple[str, object]] = (),
 ) -> pluggy.PluginManager:
     """A fresh plugin manager: defaults, installed plugins, then ``extra_plugins``.
 
     :param disable: Names of plugins (default or installed) not to register.
+    :param load_only: Names of the installed plugins to load (empty: none, only the
+        defaults); ``None`` reads ``ALLEY_LOAD_PLUGINS``, and loads all when it is unset.
     :param environ: Where ``ALLEY_*`` variables are read (``os.environ`` by default).
     :param extra_plugins: ``(name, plugin)`` pairs registered last, so they win over
         both defaults and installed plugins (the Python API and tests use this).
@@ -62,8 +65,9 @@ def build_plugin_manager(
         if name not in blocked:
             manager.register(importlib.import_module(module_name), name=name)
 
-    only = environ.get("ALLEY_LOAD_PLUGINS")
-    wanted = None if only is None else set(_split(only))
+    if load_only is None and "ALLEY_LOAD_PLUGINS" in environ:
+        load_only = _split(environ["ALLEY_LOAD_PLUGINS"])
+    wanted = None if load_only is None else set(load_only)
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if (wanted is not None and entry_point.name not in wanted) or (entry_point.name in blocked):
             continue
@@ -77,7 +81,7 @@ def build_plugin_manager(
         manager.check_pending()
     except pluggy.PluginValidationError as error:
         raise PluginError(
-            f"plugin {describe_plugin(manager, error.plugin)} is invalid: {error}",
+            f"plugin {describe_plugin(manager, error.plugin)} is invalid: {_one_line(error)}",
             hint=f"disable it with ALLEY_DISABLE_PLUGINS={manager.get_name(error.plugin)}",
         ) from error
 
@@ -94,7 +98,7 @@ def _load_entry_point(manager: pluggy.PluginManager, entry_point: metadata.Entry
         manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=entry_point.name)
     except pluggy.PluginValidationError as error:
         raise PluginError(
-            f"plugin {entry_point.name!r}{where} is invalid: {error}",
+            f"plugin {entry_point.name!r}{where} is invalid: {_one_line(error)}",
             hint=f"disable it with ALLEY_DISABLE_PLUGINS={entry_point.name}",
         ) from error
     except Exception as error:
@@ -102,6 +106,10 @@ def _load_entry_point(manager: pluggy.PluginManager, entry_point: metadata.Entry
             f"plugin {entry_point.name!r}{where} failed to load: {type(error).__name__}: {error}",
             hint=f"disable it with ALLEY_DISABLE_PLUGINS={entry_point.name}",
         ) from error
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 def _split(value: str) -> list[str]:
@@ -141,11 +149,15 @@ def plugin_infos(manager: pluggy.PluginManager) -> list[PluginInfo]:
     return infos
 
 
-def blame(manager: pluggy.PluginManager, error: BaseException) -> PluginError | None:
+def blame(
+    manager: pluggy.PluginManager, error: BaseException, owner_module: str | None = None
+) -> PluginError | None:
     """Turn an unexpected exception raised inside a hook into a PluginError naming the plugin.
 
     The innermost traceback frame that belongs to a registered plugin's module names the
-    culprit. ``AlleyError`` is alley's own vocabulary and passes through unchanged.
+    culprit; ``owner_module`` (the module of a history store's class) overrides that, so
+    a store that inherits the default's methods is still blamed on its own plugin.
+    ``AlleyError`` is alley's own vocabulary and passes through unchanged.
     """
     if isinstance(error, AlleyError):
         return None
@@ -154,21 +166,32 @@ def blame(manager: pluggy.PluginManager, error: BaseException) -> PluginError | 
         if plugin is not None:
             module = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
             modules[module] = plugin
+    # The innermost frame in a plugin's module or one of its submodules (``pkg.hooks``
+    # belongs to plugin ``pkg``); the longest module name wins when packages nest.
     culprit = None
     traceback = error.__traceback__
     while traceback is not None:
-        module_name = traceback.tb_frame.f_globals.get("__name__")
-        if module_name in modules:
-            culprit = modules[module_name]
+        frame_module = str(traceback.tb_frame.f_globals.get("__name__", ""))
+        owners = [m for m in modules if frame_module == m or frame_module.startswith(m + ".")]
+        if owners:
+            culprit = modules[max(owners, key=len)]
         traceback = traceback.tb_next
+    owner = _owner(modules, owner_module) if owner_module else None
+    culprit = owner if owner is not None else culprit
     if culprit is None:
         return None
     name = manager.get_name(culprit)
     return PluginError(
-        f"plugin {describe_plugin(manager, culprit)} failed: {type(error).__name__}: {error}",
+        f"plugin {describe_plugin(manager, culprit)} failed: "
+        f"{type(error).__name__}: {_one_line(error)}",
         hint=f"run with --verbose for the traceback, or disable it with "
         f"ALLEY_DISABLE_PLUGINS={name}",
     )
+
+
+def _owner(modules: dict[str, object], module: str) -> object | None:
+    owners = [m for m in modules if module == m or module.startswith(m + ".")]
+    return modules[max(owners, key=len)] if owners else None
 
 
 def _alley_version() -> str:

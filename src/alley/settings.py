@@ -63,6 +63,7 @@ class Settings:
     lease: float = DEFAULT_LEASE_S
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S
     disable_plugins: tuple[str, ...] = ()
+    load_plugins: tuple[str, ...] | None = None  # installed plugins to load; None: all
     cwd: Path = field(default_factory=Path.cwd)
     options: Mapping[str, Any] = field(default_factory=dict)
     origins: Mapping[str, str] = field(default_factory=dict)
@@ -171,7 +172,7 @@ def load_settings(
                 break
 
     for key, value in (cli or {}).items():
-        if key != "options" and value is not None and value != ():
+        if key not in ("options", "load_plugins") and value is not None and value != ():
             values[key] = value
             origins[key] = "cli"
 
@@ -181,6 +182,15 @@ def load_settings(
         *_names(environ.get("ALLEY_DISABLE_PLUGINS", "")),
         *_names((cli or {}).get("disable_plugins") or ()),
     ]
+
+    # Which installed plugins load: an empty value means none (only the defaults).
+    load_plugins: tuple[str, ...] | None = None
+    if "load_plugins" in options:
+        load_plugins = _names(options["load_plugins"])
+    if "ALLEY_LOAD_PLUGINS" in environ:
+        load_plugins = _names(environ["ALLEY_LOAD_PLUGINS"])
+    if (cli or {}).get("load_plugins") is not None:
+        load_plugins = _names((cli or {})["load_plugins"])
 
     _drop_outranked_url_parts(values, origins)
     return Settings(
@@ -198,6 +208,7 @@ def load_settings(
             values.get("lock_timeout", DEFAULT_LOCK_TIMEOUT_S), "lock_timeout", float, origins
         ),
         disable_plugins=tuple(dict.fromkeys(disabled)),
+        load_plugins=load_plugins,
         cwd=cwd,
         options={**options, **_option_pairs((cli or {}).get("options") or ())},
         origins=origins,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alley.errors import AlleyWarning, DiscoveryError, MigrationsFolderMissing
+from alley.errors import AlleyWarning, DiscoveryError, SourceMissing
 from alley.hookspecs import hookimpl
 from alley.model import Migration
 
@@ -51,16 +51,15 @@ def migrations_folder(settings: Settings) -> Path | None:
 @hookimpl(trylast=True)
 def alley_discover_migrations(settings: Settings) -> Sequence[Migration]:
     folder = migrations_folder(settings)
-    if folder is None:
-        raise MigrationsFolderMissing(
-            f"no {FOLDER_NAME}/ folder in {settings.cwd} or its parents",
-            hint="pass PATH (the folder that contains migrations/), or set ALLEY_PATH",
+    if folder is None or not folder.is_dir():
+        where = f"in {settings.cwd} or its parents" if folder is None else f"in {folder.parent}"
+        hint = (
+            "pass PATH (the folder that contains migrations/), or set ALLEY_PATH"
+            if folder is None
+            else "create one with 'alley create NAME', or pass the right PATH"
         )
-    if not folder.is_dir():
-        raise MigrationsFolderMissing(
-            f"no {FOLDER_NAME}/ folder in {folder.parent}",
-            hint="create one with 'alley create NAME', or pass the right PATH",
-        )
+        warnings.warn(SourceMissing(f"no {FOLDER_NAME}/ folder {where}", hint=hint), stacklevel=1)
+        return []
     migrations = []
     for entry in sorted(folder.iterdir()):
         match = MIGRATION_FILENAME.match(entry.name)

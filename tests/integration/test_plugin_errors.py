@@ -197,11 +197,6 @@ def test_a_plugin_with_an_unknown_hook_is_reported_at_load_time(
     assert list(project.folder.iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core gap: plugins._load_entry_point passes pluggy's multi-line "
-    "PluginValidationError text through; the error must be one line",
-)
 def test_a_hook_argument_the_hookspec_lacks_is_one_line(project: Project, site: Path) -> None:
     env = install(
         site,
@@ -227,11 +222,6 @@ def test_a_hook_argument_the_hookspec_lacks_is_one_line(project: Project, site: 
     assert "'database'" in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core gap: plugins.blame matches only the registered module's own name, so an "
-    "error raised in a submodule of a plugin package is an internal error (70)",
-)
 def test_a_hook_raising_in_a_submodule_of_the_plugin_package_is_named(
     project: Project, site: Path
 ) -> None:

@@ -409,3 +409,16 @@ def test_command_line_options_for_plugins_override_the_config_table(tmp_path: Pa
     assert settings.options == {"source": "b", "keep": 1, "extra": "x=y"}
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         load_settings({"options": ("novalue",)}, environ={}, cwd=tmp_path)
+
+
+def test_which_installed_plugins_load(tmp_path: Path) -> None:
+    assert load_settings({}, environ={}, cwd=tmp_path).load_plugins is None  # all of them
+    assert load_settings({}, environ={"ALLEY_LOAD_PLUGINS": ""}, cwd=tmp_path).load_plugins == ()
+    (tmp_path / "pyproject.toml").write_text('[tool.alley]\nload_plugins = ["a", "b"]\n')
+    assert load_settings({}, environ={}, cwd=tmp_path).load_plugins == ("a", "b")
+    from_env = load_settings({}, environ={"ALLEY_LOAD_PLUGINS": "c"}, cwd=tmp_path)
+    assert from_env.load_plugins == ("c",)
+    from_cli = load_settings(
+        {"load_plugins": ()}, environ={"ALLEY_LOAD_PLUGINS": "c"}, cwd=tmp_path
+    )
+    assert from_cli.load_plugins == ()

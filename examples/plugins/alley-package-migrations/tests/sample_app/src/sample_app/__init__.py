@@ -1,0 +1,1 @@
+"""An application that ships its alley migrations in its wheel (sample_app.migrations)."""

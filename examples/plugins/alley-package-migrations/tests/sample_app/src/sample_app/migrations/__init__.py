@@ -1,0 +1,1 @@
+"""alley migrations of sample_app, read by alley-package-migrations (never imported)."""
