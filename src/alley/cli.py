@@ -433,4 +433,23 @@ def _fail(error: BaseException, code: int, message: str, verbose: bool) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    _skip_pymongo_exit_wait()
+    sys.exit(code)
+
+
+def _skip_pymongo_exit_wait() -> None:
+    """Let the process end as soon as alley is done.
+
+    pymongo registers an exit hook that stops its monitor threads one by one, waiting
+    for each to wake (about half a second per command, measured in docs/benchmarks.md).
+    By now every write was acknowledged and the output is flushed; the threads are
+    daemons, so the process can end without that wait. (A private name: if pymongo
+    renames it, this quietly does nothing and the command is only slower.)
+    """
+    monitor = sys.modules.get("pymongo.synchronous.monitor")
+    hook = getattr(monitor, "_shutdown_resources", None)
+    if hook is not None:
+        import atexit
+
+        atexit.unregister(hook)

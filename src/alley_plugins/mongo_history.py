@@ -57,7 +57,16 @@ class MongoHistoryStore:
     # -- applied migrations (0.0.3's records) ------------------------------
 
     def read(self) -> list[HistoryRecord]:
-        return [_record(document) for document in self.collection.find({})]
+        records: dict[str, HistoryRecord] = {}
+        ids: dict[str, list[Any]] = {}
+        for document in self.collection.find({}):
+            record = _record(document)
+            records.setdefault(record.filename, record)
+            ids.setdefault(record.filename, []).append(document.get("_id"))
+        return [
+            dataclasses.replace(record, extra={**record.extra, "_ids": ids[filename]})
+            for filename, record in records.items()
+        ]
 
     def record_applied(self, migration: Migration, record: HistoryRecord) -> None:
         self.collection.insert_one(
@@ -72,8 +81,13 @@ class MongoHistoryStore:
 
     def remove_applied(self, record: HistoryRecord) -> None:
         # 0.0.3 removed every record with the filename (a migration recorded twice by
-        # parallel 0.0.3 runs included); a renamed file's old record goes too.
-        self.collection.delete_many({"filename": record.filename})
+        # parallel 0.0.3 runs included). Deleting by _id is what the server finds fast
+        # (FerretDB scans the collection for any other filter); read() collected them.
+        ids = record.extra.get("_ids")
+        if not ids:
+            self.collection.delete_many({"filename": record.filename})
+        for document_id in ids or ():
+            self.collection.delete_one({"_id": document_id})
 
     # -- the lock -----------------------------------------------------------
 
@@ -96,7 +110,7 @@ class MongoHistoryStore:
         generation = current.generation + 1 if current is not None else 1
         document = {
             "_id": generation,
-            "holder": dataclasses.asdict(holder),
+            "holder": _holder_document(holder),
             "acquired_at": now,
             "heartbeat_at": now,
             "lease_s": lease_s,
@@ -172,11 +186,34 @@ def _lock_state(document: dict[str, Any], server_now: datetime) -> LockState:
 
 
 def _log_document(entry: LogEntry) -> dict[str, Any]:
-    document = dataclasses.asdict(entry)
-    document["event"] = entry.event.value
-    document["direction"] = entry.direction.value
-    document["resolves"] = list(entry.resolves)
-    return document
+    # Field by field: dataclasses.asdict deep-copies, a measurable cost per step.
+    return {
+        "step": entry.step,
+        "event": entry.event.value,
+        "migration_id": entry.migration_id,
+        "filename": entry.filename,
+        "direction": entry.direction.value,
+        "at": entry.at,
+        "holder": _holder_document(entry.holder),
+        "checksum": entry.checksum,
+        "duration_s": entry.duration_s,
+        "fake": entry.fake,
+        "error": entry.error,
+        "resolves": list(entry.resolves),
+        "generation": entry.generation,
+        "seq": entry.seq,
+    }
+
+
+def _holder_document(holder: Holder) -> dict[str, Any]:
+    return {
+        "run_id": holder.run_id,
+        "host": holder.host,
+        "pid": holder.pid,
+        "user": holder.user,
+        "alley_version": holder.alley_version,
+        "command": holder.command,
+    }
 
 
 def _log_entry(document: dict[str, Any]) -> LogEntry:

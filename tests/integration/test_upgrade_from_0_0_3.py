@@ -76,3 +76,17 @@ def test_file_renamed_after_it_was_applied_is_not_run_again(
     down = project.alley("down", "1")
     assert down.returncode == 0, down.output
     assert mongo_db.db_migrations.count_documents({}) == 0
+
+
+def test_a_migration_recorded_twice_by_0_0_3_shows_once_and_down_removes_both(
+    project: Project, mongo_db: Any
+) -> None:
+    project.counter("0001_a.py")
+    seed_0_0_3_history(mongo_db, "0001_a.py", "0001_a.py")  # two parallel 0.0.3 deploys
+
+    status = json.loads(project.alley("status", "--json").stdout)
+    down = project.alley("down", "1")
+
+    assert [m["filename"] for m in status["migrations"]] == ["0001_a.py"]
+    assert down.returncode == 0, down.output
+    assert mongo_db.db_migrations.count_documents({}) == 0
