@@ -214,9 +214,14 @@ def status(settings: Settings, *, project: Project | None = None) -> StatusRepor
     """Every migration with its state: applied (with date, drift) or pending, and attempts."""
     project = project or Project(settings)
     with _collect_warnings() as messages:
-        lock = project.call(project.store.lock_state)
-        statuses = project.statuses(lock=lock)
+        _lock, statuses = _current(project)
     return StatusReport(statuses, tuple(messages))
+
+
+def _current(project: Project) -> tuple[LockState | None, tuple[MigrationStatus, ...]]:
+    """The lock and every migration's state, read without taking the lock."""
+    lock = project.call(project.store.lock_state)
+    return lock, project.statuses(lock=lock)
 
 
 def plan_up(
@@ -230,8 +235,7 @@ def plan_up(
     """What ``up`` would run, in order, with the lock state. Writes nothing."""
     project = project or Project(settings)
     with _collect_warnings() as messages:
-        lock = project.call(project.store.lock_state)
-        statuses = project.statuses(lock=lock)
+        lock, statuses = _current(project)
         planning.check_runnable(statuses, allow_drift=allow_drift)
         wanted = None if target is None else planning.parse_target(target)
         plan = planning.plan_up(statuses, wanted, allow_out_of_order=allow_out_of_order)
@@ -244,8 +248,7 @@ def plan_down(
     """What ``down`` would roll back, newest first, with the lock state. Writes nothing."""
     project = project or Project(settings)
     with _collect_warnings() as messages:
-        lock = project.call(project.store.lock_state)
-        statuses = project.statuses(lock=lock)
+        lock, statuses = _current(project)
         planning.check_runnable(statuses, allow_drift=True)
         plan = planning.plan_down(statuses, planning.parse_target(target))
     return PlanReport(plan, lock, tuple(messages))

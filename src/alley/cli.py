@@ -250,11 +250,7 @@ def up(
         on_step=None if as_json else render.step,
         on_wait=render.waiting,
     )
-    render.warnings_(report.warnings)
-    if as_json:
-        render.print_json(report)
-    else:
-        render.run_summary(report)
+    _show_run(report, as_json)
 
 
 @app.command(options_metavar="[OPTIONS]")
@@ -281,6 +277,12 @@ def down(
         on_step=None if as_json else render.step,
         on_wait=render.waiting,
     )
+    _show_run(report, as_json)
+
+
+def _show_run(report: Any, as_json: bool) -> None:
+    from alley import render
+
     render.warnings_(report.warnings)
     if as_json:
         render.print_json(report)
