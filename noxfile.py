@@ -36,9 +36,14 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def docs(session: nox.Session) -> None:
-    """Regenerate docs/hooks.md from the hookspecs' docstrings."""
+    """Regenerate docs/hooks.md (from the hookspecs) and alley/help.txt (from the CLI)."""
     session.install("-e", ".")
     session.run("python", "docs/generate_hooks.py")
+    session.run(
+        "python",
+        "-c",
+        "import alley.cli, alley.entry; alley.entry.HELP_FILE.write_text(alley.cli.render_help())",
+    )
 
 
 @nox.session(python=PYTHON, default=False)

@@ -388,6 +388,15 @@ def list_plugins(ctx: typer.Context, as_json: JsonOption = False) -> None:
         render.plugins(infos)
 
 
+def render_help() -> str:
+    """``alley --help`` as typer renders it for a pipe (78 columns); cached in help.txt."""
+    command = typer.main.get_command(app)
+    with command.make_context(
+        "alley", ["--help"], resilient_parsing=True, terminal_width=78
+    ) as ctx:
+        return command.get_help(ctx) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``alley`` command; the one place that maps errors to exit codes."""
     args = sys.argv[1:] if argv is None else argv

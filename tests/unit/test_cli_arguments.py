@@ -409,3 +409,36 @@ def test_driver_messages_lose_pymongo_topology_and_timeout_details() -> None:
         "socketTimeoutMS: 2000.0ms, connectTimeoutMS: 2000.0ms)"
     )
     assert driver_message(error) == "127.0.0.1:58911: [Errno 111] Connection refused"
+
+
+def test_cached_top_level_help_is_what_typer_renders() -> None:
+    from alley.cli import render_help
+    from alley.entry import HELP_FILE
+
+    assert HELP_FILE.read_text(encoding="utf-8") == render_help(), (
+        "src/alley/help.txt is out of date: run `nox -s docs`"
+    )
+
+
+def test_help_imports_no_typer_and_prints_the_cached_text() -> None:
+    import subprocess
+    import sys
+
+    from alley.entry import HELP_FILE
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-c",
+            "import sys; sys.argv = ['alley', '--help']; from alley.entry import run; run()",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert done.stdout == HELP_FILE.read_text(encoding="utf-8")
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+    assert not {"typer", "click", "pymongo", "mongoengine"} & imported
