@@ -94,14 +94,12 @@ class Project:
         planning.check_unique_ids(migrations)
         return migrations
 
-    def statuses(
-        self, log: Sequence[LogEntry] | None = None, lock: LockState | None = None
-    ) -> tuple[MigrationStatus, ...]:
-        """Every migration's state, with its latest attempt from the run log."""
+    def statuses(self, lock: LockState | None = None) -> tuple[MigrationStatus, ...]:
+        """Every migration's state, with its open attempt if any."""
         migrations = self.migrations()
         history = self.call(self.store.read)
-        entries = self.call(self.store.read_log) if log is None else log
-        return planning.annotate(planning.reconcile(migrations, history), entries, lock)
+        open_attempts = self.call(self.store.read_open)
+        return planning.annotate(planning.reconcile(migrations, history), open_attempts, lock)
 
     @contextmanager
     def locked(self, command: str, on_wait: WaitCallback | None = None) -> Iterator[Session]:
@@ -118,8 +116,13 @@ class Project:
             log = RunLog(
                 self.hooks, self.store, holder, lease.generation, server_time=lease.state.server_now
             )
-            log.extend(self.call(self.store.read_log))
-            log.mark_dead_steps_interrupted(lease.state)
+            migrations = self.migrations()
+            history = self.call(self.store.read)
+            log.settle_dead_attempts(
+                planning.reconcile(migrations, history),
+                self.call(self.store.read_open),
+                lease.state,
+            )
             yield Session(self, lease, log)
 
 
@@ -132,7 +135,7 @@ class Session:
     log: RunLog
 
     def statuses(self) -> tuple[MigrationStatus, ...]:
-        return self.project.statuses(self.log.entries, self.lease.state)
+        return self.project.statuses(self.lease.state)
 
     def run(self, plan: Plan, *, fake: bool, on_step: StepCallback | None) -> RunReport:
         project = self.project
@@ -352,32 +355,20 @@ def mark(
         filenames = {s.filename for s in statuses} | {
             s.migration.filename for s in statuses if s.migration is not None
         }
-        unresolved = _unsettled_steps(log.entries, filenames)
+        unresolved = tuple(s.attempt_entry.step for s in statuses if s.attempt_entry is not None)
+        project.call(project.store.close_attempts, sorted(filenames))
         filename = current.migration.filename if current.migration else current.filename
         log.append(
-            Event.MARKED_APPLIED if applied else Event.MARKED_PENDING,
-            f"mark:{filename}:{log.holder.run_id}",
-            wanted,
-            filename,
-            Direction.UP if applied else Direction.DOWN,
-            checksum=current.migration.checksum if current.migration else None,
-            resolves=unresolved,
+            log.entry(
+                Event.MARKED_APPLIED if applied else Event.MARKED_PENDING,
+                wanted,
+                filename,
+                Direction.UP if applied else Direction.DOWN,
+                checksum=current.migration.checksum if current.migration else None,
+                resolves=unresolved,
+            )
         )
     return MarkReport(wanted, filename, State.APPLIED if applied else State.PENDING, unresolved)
-
-
-def _unsettled_steps(entries: Sequence[LogEntry], filenames: set[str]) -> tuple[str, ...]:
-    settled = {e.step for e in entries if e.event in (Event.SUCCEEDED, Event.FAILED)}
-    settled |= {step for e in entries for step in e.resolves}
-    return tuple(
-        dict.fromkeys(
-            e.step
-            for e in entries
-            if e.filename in filenames
-            and e.event in (Event.STARTED, Event.INTERRUPTED)
-            and e.step not in settled
-        )
-    )
 
 
 def unlock(
@@ -400,9 +391,12 @@ def unlock(
 def history(
     settings: Settings, target: int | str | None = None, *, project: Project | None = None
 ) -> list[LogEntry]:
-    """The run log, oldest first; only one migration's entries when ``target`` is given."""
+    """The run log, oldest first, with the attempts still open as ``started``; only one
+    migration's entries when ``target`` is given."""
     project = project or Project(settings)
-    entries: list[LogEntry] = project.call(project.store.read_log)
+    logged: list[LogEntry] = project.call(project.store.read_log)
+    running = [a for a in project.call(project.store.read_open) if a.event is Event.STARTED]
+    entries = sorted([*logged, *running], key=lambda e: e.at)
     if target is None:
         return entries
     wanted = planning.parse_target(target)

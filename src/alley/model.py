@@ -7,7 +7,7 @@ server, and reports can be rendered as a table or as JSON alike.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -134,11 +134,13 @@ class Event(enum.StrEnum):
 
 @dataclass(frozen=True)
 class LogEntry:
-    """One entry of the append-only run log.
+    """One entry of the append-only run log, or one open attempt.
 
-    A step is opened by a ``started`` entry whose ``step`` key is unique
-    (``up:0003_x.py:2``: direction, filename, attempt), so two runs can never both start
-    the same attempt; every later entry about that step carries the same key.
+    The run log gets one entry per step when its outcome is known (``succeeded``,
+    ``failed``, ``interrupted``) and one per decision (``marked-*``). While a step runs,
+    and after it failed or was interrupted, its attempt is also *open*: kept by the
+    store under the migration's filename, which only one run at a time can hold. The
+    ``step`` key (``up:0003_x.py:<run id>``) ties an open attempt to its log entry.
     """
 
     step: str
@@ -160,9 +162,11 @@ class LogEntry:
 class HistoryStore(Protocol):
     """Where applied migrations are recorded, with the lock and run log that guard them.
 
-    The default keeps the ``db_migrations`` collection (0.0.3's records), a lock
-    collection and a run-log collection beside it. A store reads each kind of record in
-    one round trip, and writes one record per applied migration right after it ran.
+    The default keeps the ``db_migrations`` collection (0.0.3's records) and, beside
+    it, a lock collection, the run log and the open attempts. A store reads each kind
+    of record in one round trip, and writes one record per applied migration right after
+    it ran. Commands read the records, the open attempts and the lock, never the whole
+    run log, so they do not slow down as history grows.
     """
 
     def read(self) -> list[HistoryRecord]:
@@ -199,12 +203,32 @@ class HistoryStore(Protocol):
         ...
 
     def append_log(self, entry: LogEntry) -> None:
-        """Append a run-log entry. A ``started`` entry whose step key exists already
-        raises :class:`alley.errors.IntegrityError`: that attempt was started elsewhere."""
+        """Append an entry to the run log (never changed or removed afterwards)."""
         ...
 
     def read_log(self) -> list[LogEntry]:
-        """Every run-log entry, oldest first."""
+        """Every run-log entry, oldest first (for ``alley history``)."""
+        ...
+
+    def open_attempt(self, entry: LogEntry) -> None:
+        """Open an attempt at ``entry.filename`` before the step runs.
+
+        Must be race-safe: while an attempt at that filename is open, opening another
+        raises :class:`alley.errors.IntegrityError`. This is the guard against a double
+        run that holds even without the lock.
+        """
+        ...
+
+    def update_attempt(self, entry: LogEntry) -> None:
+        """Replace the open attempt at ``entry.filename`` (it failed or was interrupted)."""
+        ...
+
+    def close_attempts(self, filenames: Sequence[str]) -> None:
+        """Close the open attempts at these filenames (settled, or decided by ``mark``)."""
+        ...
+
+    def read_open(self) -> list[LogEntry]:
+        """Every open attempt: few, whatever the length of history."""
         ...
 
 

@@ -193,84 +193,83 @@ def _require_known(statuses: Sequence[MigrationStatus], target: int) -> None:
 
 
 # -------------------------------------------------------------------------
-# The run log: attempts, interruptions, and what blocks a run
+# Open attempts: running, interrupted, failed
 # -------------------------------------------------------------------------
 
-_ENDS = (Event.SUCCEEDED, Event.FAILED, Event.INTERRUPTED)
+
+def _status_of(statuses: Sequence[MigrationStatus], filename: str) -> MigrationStatus | None:
+    for status in statuses:
+        if status.filename == filename or (
+            status.migration is not None and status.migration.filename == filename
+        ):
+            return status
+    return None
 
 
-def next_step_key(log: Sequence[LogEntry], direction: Direction, filename: str) -> str:
-    """The unique key of the next attempt at a step: ``up:0003_x.py:2``.
+def finished_by_its_run(attempt: LogEntry, status: MigrationStatus | None) -> bool:
+    """Whether a ``started`` attempt's step completed although it was never closed.
 
-    Two runs that read the same log compute the same key, and the store lets only one
-    of them write a ``started`` entry with it: a guard that holds even without the lock.
+    A run records a step right after it ran, then closes its attempts at the end; if
+    it died in between, the record tells: for ``up``, a record written by that run;
+    for ``down``, no record left.
     """
-    attempts = sum(
-        1
-        for entry in log
-        if entry.event is Event.STARTED
-        and entry.direction is direction
-        and entry.filename == filename
-    )
-    return f"{direction}:{filename}:{attempts + 1}"
+    if attempt.direction is Direction.UP:
+        return (
+            status is not None
+            and status.record is not None
+            and status.record.extra.get("run_id") == attempt.holder.run_id
+        )
+    return status is None or status.record is None
 
 
-def unfinished_steps(log: Sequence[LogEntry], lock: LockState | None) -> list[LogEntry]:
-    """``started`` entries with no end, except those of the run holding a live lock.
+def dead_attempts(
+    statuses: Sequence[MigrationStatus], open_attempts: Sequence[LogEntry], lock: LockState | None
+) -> tuple[list[LogEntry], list[LogEntry]]:
+    """Open ``started`` attempts of runs that no longer hold a live lock.
 
-    Called by a run that holds the lock, these are steps whose process died.
+    :returns: ``(finished, interrupted)``: those whose step completed (their record
+        says so) and those whose effect is unknown.
     """
-    ended = {entry.step for entry in log if entry.event in _ENDS}
-    resolved = {step for entry in log for step in entry.resolves}
     live_run = lock.holder.run_id if lock is not None and not lock.free else None
-    return [
-        entry
-        for entry in log
-        if entry.event is Event.STARTED
-        and entry.step not in ended
-        and entry.step not in resolved
-        and entry.holder.run_id != live_run
-    ]
+    finished, interrupted = [], []
+    for attempt in open_attempts:
+        if attempt.event is not Event.STARTED or attempt.holder.run_id == live_run:
+            continue
+        if finished_by_its_run(attempt, _status_of(statuses, attempt.filename)):
+            finished.append(attempt)
+        else:
+            interrupted.append(attempt)
+    return finished, interrupted
 
 
 def annotate(
-    statuses: Sequence[MigrationStatus], log: Sequence[LogEntry], lock: LockState | None
+    statuses: Sequence[MigrationStatus],
+    open_attempts: Sequence[LogEntry],
+    lock: LockState | None,
 ) -> tuple[MigrationStatus, ...]:
-    """Add what became of each migration's latest attempt (running, interrupted, failed).
-
-    ``log`` is oldest first. An attempt is settled by its latest end entry, or by a
-    ``marked-*`` entry that resolves it (``alley mark``).
-    """
-    latest_start: dict[str, LogEntry] = {}
-    last_end: dict[str, LogEntry] = {}
-    resolved: set[str] = set()
-    for entry in log:
-        if entry.event is Event.STARTED:
-            latest_start[entry.filename] = entry
-        elif entry.event in _ENDS:
-            last_end[entry.step] = entry
-        resolved.update(entry.resolves)
+    """Add what became of each migration's open attempt: running, interrupted, failed."""
     live_run = lock.holder.run_id if lock is not None and not lock.free else None
-
+    by_filename = {attempt.filename: attempt for attempt in open_attempts}
     annotated = []
     for status in statuses:
-        names = {status.filename}
+        names = [status.filename]
         if status.migration is not None:
-            names.add(status.migration.filename)
-        starts = [latest_start[name] for name in names if name in latest_start]
-        if not starts:
-            annotated.append(status)
-            continue
-        start = max(starts, key=lambda e: (e.generation, e.seq))
-        end = last_end.get(start.step)
-        attempt: Attempt | None
-        if start.step in resolved or (end is not None and end.event is Event.SUCCEEDED):
-            attempt = None
-        elif end is not None:
-            attempt = Attempt.FAILED if end.event is Event.FAILED else Attempt.INTERRUPTED
-        else:
-            attempt = Attempt.RUNNING if start.holder.run_id == live_run else Attempt.INTERRUPTED
-        annotated.append(dataclasses.replace(status, attempt=attempt, attempt_entry=start))
+            names.append(status.migration.filename)
+        attempt = next((by_filename[n] for n in names if n in by_filename), None)
+        state: Attempt | None = None
+        if attempt is None:
+            pass
+        elif attempt.event is Event.FAILED:
+            state = Attempt.FAILED
+        elif attempt.event is Event.INTERRUPTED:
+            state = Attempt.INTERRUPTED
+        elif attempt.holder.run_id == live_run:
+            state = Attempt.RUNNING
+        elif not finished_by_its_run(attempt, status):
+            state = Attempt.INTERRUPTED
+        annotated.append(
+            dataclasses.replace(status, attempt=state, attempt_entry=attempt if state else None)
+        )
     return tuple(annotated)
 
 

@@ -9,15 +9,16 @@ interrupted, and a failure leaves history exactly as far as it got.
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections import Counter
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from alley import planning
-from alley.errors import DiscoveryError, MigrationFailed
+from alley.errors import AlleyError, AlleyWarning, DiscoveryError, MigrationFailed
 from alley.hookcalls import Hooks
 from alley.locking import Lease
 from alley.model import (
@@ -39,15 +40,14 @@ StepCallback = Callable[[StepResult], None]
 
 @dataclass
 class RunLog:
-    """The run log as this run sees it: what was read, plus what this run appended."""
+    """This run's writes to the run log and to the open attempts."""
 
     hooks: Hooks
     store: HistoryStore
     holder: Holder
     generation: int
-    entries: list[LogEntry] = field(default_factory=list)
     server_time: datetime | None = None  # the server's clock when the lock was taken
-    _attempts: Counter[tuple[Direction, str]] = field(default_factory=Counter)
+    _seq: int = 0
     _started: float = field(default_factory=time.monotonic)
 
     def now(self) -> datetime:
@@ -60,31 +60,11 @@ class RunLog:
             return datetime.now(UTC)
         return self.server_time + timedelta(seconds=time.monotonic() - self._started)
 
-    def extend(self, entries: Sequence[LogEntry]) -> None:
-        """Take in entries read from the store (before this run appends its own)."""
-        for entry in entries:
-            self._count(entry)
-        self.entries.extend(entries)
-
-    def _count(self, entry: LogEntry) -> None:
-        if entry.event is Event.STARTED:
-            self._attempts[entry.direction, entry.filename] += 1
-
-    def next_step_key(self, direction: Direction, filename: str) -> str:
-        """The key of the next attempt, as :func:`planning.next_step_key` computes it."""
-        return f"{direction}:{filename}:{self._attempts[direction, filename] + 1}"
-
-    def append(
-        self,
-        event: Event,
-        step: str,
-        migration_id: int,
-        filename: str,
-        direction: Direction,
-        **details: Any,
+    def entry(
+        self, event: Event, migration_id: int, filename: str, direction: Direction, **details: Any
     ) -> LogEntry:
-        entry = LogEntry(
-            step=step,
+        return LogEntry(
+            step=f"{direction}:{filename}:{self.holder.run_id}",
             event=event,
             migration_id=migration_id,
             filename=filename,
@@ -92,26 +72,51 @@ class RunLog:
             at=self.now(),
             holder=self.holder,
             generation=self.generation,
-            seq=len(self.entries),
+            seq=self._next_seq(),
             **details,
         )
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def append(self, entry: LogEntry) -> LogEntry:
         self.hooks.store_call(self.store.append_log, entry)
-        self._count(entry)
-        self.entries.append(entry)
         return entry
 
-    def mark_dead_steps_interrupted(self, lock_state: Any) -> None:
-        """Close every step left ``started`` by a run that no longer holds the lock."""
-        for entry in planning.unfinished_steps(self.entries, lock_state):
-            self.append(
-                Event.INTERRUPTED,
-                entry.step,
-                entry.migration_id,
-                entry.filename,
-                entry.direction,
-                error=f"found unfinished by run {self.holder.run_id}: "
-                f"its process ({entry.holder.describe()}) died or lost the lock",
+    def settle(self, entry: LogEntry, event: Event, **details: Any) -> LogEntry:
+        """Log the outcome of an attempt (an outcome entry, stamped by this run)."""
+        outcome = dataclasses.replace(
+            entry,
+            event=event,
+            at=self.now(),
+            generation=self.generation,
+            seq=self._next_seq(),
+            **details,
+        )
+        return self.append(outcome)
+
+    def settle_dead_attempts(
+        self, statuses: Sequence[MigrationStatus], open_attempts: Sequence[LogEntry], lock: Any
+    ) -> None:
+        """Close what dead runs left open: finished steps as such, the rest interrupted."""
+        finished, interrupted = planning.dead_attempts(statuses, open_attempts, lock)
+        for attempt in finished:
+            self.settle(
+                attempt,
+                Event.SUCCEEDED,
+                error=f"closed by run {self.holder.run_id}: its record shows it completed",
             )
+        if finished:
+            self.hooks.store_call(self.store.close_attempts, [a.filename for a in finished])
+        for attempt in interrupted:
+            outcome = self.settle(
+                attempt,
+                Event.INTERRUPTED,
+                error=f"found unfinished by run {self.holder.run_id}: its process "
+                f"({attempt.holder.describe()}) died or lost the lock",
+            )
+            self.hooks.store_call(self.store.update_attempt, outcome)
 
 
 def run_plan(
@@ -127,71 +132,87 @@ def run_plan(
 ) -> tuple[StepResult, ...]:
     """Execute ``plan`` step by step; record and log each step; return what ran.
 
+    Each step opens an attempt before it runs (the guard, and what a crash leaves
+    behind), is recorded right after it ran, and gets its outcome logged. The attempts
+    of completed steps are closed together at the end.
+
     :raises MigrationFailed: a migration raised; the steps before it stay recorded.
     :raises LockBusy: the lease was lost; nothing more runs.
     """
     loaded = {} if fake else load_steps(plan, hooks)
-    results = []
-    for step in plan.steps:
-        migration = step.migration
-        assert migration is not None  # planning refuses steps without a migration
-        lease.check()
-        key = log.next_step_key(plan.direction, migration.filename)
-        log.append(
-            Event.STARTED,
-            key,
-            migration.id,
-            migration.filename,
-            plan.direction,
-            checksum=migration.checksum,
-            fake=fake,
-        )
-        started = time.perf_counter()
-        try:
-            if not fake:
-                hooks.execute(migration, loaded[migration.id], plan.direction, db)
-        except MigrationFailed as error:
-            log.append(
-                Event.FAILED,
-                key,
-                migration.id,
-                migration.filename,
-                plan.direction,
-                duration_s=time.perf_counter() - started,
-                error=str(error),
-                fake=fake,
-            )
-            raise
-        except KeyboardInterrupt:
-            # Its effect is unknown: logged interrupted, so the next run asks a person.
-            log.append(
-                Event.INTERRUPTED,
-                key,
-                migration.id,
-                migration.filename,
-                plan.direction,
-                duration_s=time.perf_counter() - started,
-                error="interrupted by the user (Ctrl-C)",
-                fake=fake,
-            )
-            raise
-        duration = time.perf_counter() - started
-        _record(step, migration, plan.direction, hooks, store, duration, fake, log)
-        log.append(
-            Event.SUCCEEDED,
-            key,
-            migration.id,
-            migration.filename,
-            plan.direction,
-            checksum=migration.checksum,
-            duration_s=round(duration, 6),
-            fake=fake,
-        )
-        result = StepResult(migration.id, migration.filename, plan.direction, fake, duration)
-        results.append(result)
-        if on_step is not None:
-            on_step(result)
+    results: list[StepResult] = []
+    completed: list[str] = []
+    try:
+        for step in plan.steps:
+            result = _run_step(step, plan.direction, hooks, store, db, log, lease, fake, loaded)
+            completed.append(result.filename)
+            results.append(result)
+            if on_step is not None:
+                on_step(result)
+    finally:
+        _close(completed, hooks, store)
     return tuple(results)
+
+
+def _run_step(
+    step: MigrationStatus,
+    direction: Direction,
+    hooks: Hooks,
+    store: HistoryStore,
+    db: Any,
+    log: RunLog,
+    lease: Lease,
+    fake: bool,
+    loaded: dict[int, LoadedMigration],
+) -> StepResult:
+    migration = step.migration
+    assert migration is not None  # planning refuses steps without a migration
+    lease.check()
+    if step.attempt is not None:  # a failed attempt being retried
+        hooks.store_call(store.close_attempts, [migration.filename])
+    started = log.entry(
+        Event.STARTED,
+        migration.id,
+        migration.filename,
+        direction,
+        checksum=migration.checksum,
+        fake=fake,
+    )
+    hooks.store_call(store.open_attempt, started)
+    clock = time.perf_counter()
+    try:
+        if not fake:
+            hooks.execute(migration, loaded[migration.id], direction, db)
+    except MigrationFailed as error:
+        failed = log.settle(
+            started, Event.FAILED, duration_s=time.perf_counter() - clock, error=str(error)
+        )
+        hooks.store_call(store.update_attempt, failed)
+        raise
+    except KeyboardInterrupt:
+        # Its effect is unknown: logged interrupted, so the next run asks a person.
+        stopped = log.settle(
+            started,
+            Event.INTERRUPTED,
+            duration_s=time.perf_counter() - clock,
+            error="interrupted by the user (Ctrl-C)",
+        )
+        hooks.store_call(store.update_attempt, stopped)
+        raise
+    duration = time.perf_counter() - clock
+    _record(step, migration, direction, hooks, store, duration, fake, log)
+    log.settle(started, Event.SUCCEEDED, duration_s=round(duration, 6))
+    return StepResult(migration.id, migration.filename, direction, fake, duration)
+
+
+def _close(filenames: list[str], hooks: Hooks, store: HistoryStore) -> None:
+    if not filenames:
+        return
+    try:
+        hooks.store_call(store.close_attempts, filenames)
+    except AlleyError as error:
+        # Their records show they completed: the next run closes them.
+        warnings.warn(AlleyWarning(f"could not close finished attempts: {error}"), stacklevel=1)
 
 
 def _record(

@@ -5,20 +5,22 @@ never renamed) plus what alley records beside them: ``checksum``, ``duration_s``
 ``fake``, ``alley_version``, ``host``, ``user``, ``pid``. The collection name can be
 changed with ``history_collection`` in ``[tool.alley]``.
 
-Beside it live ``<name>_lock`` (one document per lock generation) and ``<name>_log``
-(the append-only run log). The lock is built on the one write that is race-safe on
-every server alley supports, FerretDB's SQLite backend included: the insert of a
-unique ``_id``. Taking the lock, or taking over an expired one, inserts the next
-generation; of many racers exactly one insert succeeds. Compare-and-swap updates
-(``findAndModify`` with a filter) are never relied on: on FerretDB they are not atomic
-(FerretDB issue 3040; see docs/testing.md). Time is the server's: ``hello``'s
-``localTime`` and ``$currentDate``.
+Beside it live ``<name>_lock`` (one document per lock generation), ``<name>_log``
+(the append-only run log) and ``<name>_open`` (open attempts, ``_id`` = filename: a
+step's guard and crash marker, removed once the step is settled). The lock is built on
+the one write that is race-safe on every server alley supports, FerretDB's SQLite
+backend included: the insert of a unique ``_id``. Taking the lock, or taking over an
+expired one, inserts the next generation; of many racers exactly one insert succeeds.
+Compare-and-swap updates (``findAndModify`` with a filter) are never relied on: on
+FerretDB they are not atomic (FerretDB issue 3040; see docs/testing.md). Time is the
+server's: ``hello``'s ``localTime`` and ``$currentDate``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -46,13 +48,15 @@ _ORIGINAL_FIELDS = ("_id", "id", "filename", "date", "checksum")
 
 
 class MongoHistoryStore:
-    """A :class:`alley.model.HistoryStore` over ``<name>``, ``<name>_lock``, ``<name>_log``."""
+    """A :class:`alley.model.HistoryStore` over ``<name>`` and its ``_lock``, ``_log`` and
+    ``_open`` collections."""
 
     def __init__(self, db: Database[Any], name: str = COLLECTION) -> None:
         self.db = db
         self.collection: Collection[Any] = db[name]
         self.locks: Collection[Any] = db[f"{name}_lock"]
         self.log: Collection[Any] = db[f"{name}_log"]
+        self.open: Collection[Any] = db[f"{name}_open"]
 
     # -- applied migrations (0.0.3's records) ------------------------------
 
@@ -137,22 +141,36 @@ class MongoHistoryStore:
     # -- the run log ----------------------------------------------------------
 
     def append_log(self, entry: LogEntry) -> None:
-        from pymongo.errors import DuplicateKeyError
-
-        document = _log_document(entry)
-        if entry.event is Event.STARTED:
-            document["_id"] = entry.step
-        try:
-            self.log.insert_one(document)
-        except DuplicateKeyError:
-            raise IntegrityError(
-                f"{entry.filename}: attempt {entry.step} was already started by another run",
-                hint="another alley ran at the same time; see 'alley history'",
-            ) from None
+        self.log.insert_one(_log_document(entry))
 
     def read_log(self) -> list[LogEntry]:
         entries = [_log_entry(document) for document in self.log.find({})]
         return sorted(entries, key=lambda e: (e.generation, e.seq))
+
+    # -- open attempts ------------------------------------------------------------
+
+    def open_attempt(self, entry: LogEntry) -> None:
+        from pymongo.errors import DuplicateKeyError
+
+        try:
+            self.open.insert_one({"_id": entry.filename, **_log_document(entry)})
+        except DuplicateKeyError:
+            raise IntegrityError(
+                f"{entry.filename}: another run has an attempt at it open",
+                hint="another alley ran at the same time; see 'alley status'",
+            ) from None
+
+    def update_attempt(self, entry: LogEntry) -> None:
+        self.open.replace_one({"_id": entry.filename}, _log_document(entry), upsert=True)
+
+    def close_attempts(self, filenames: Sequence[str]) -> None:
+        # One command for a whole run; the collection holds only open attempts, so the
+        # scan FerretDB does for an $in filter stays small.
+        if filenames:
+            self.open.delete_many({"_id": {"$in": list(filenames)}})
+
+    def read_open(self) -> list[LogEntry]:
+        return [_log_entry(document) for document in self.open.find({})]
 
 
 def _aware(value: datetime) -> datetime:

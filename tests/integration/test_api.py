@@ -194,8 +194,8 @@ def test_round_trips_constant_for_status_and_three_writes_per_migration_for_up(
 
     assert small_status == large_status  # status: the same round trips for 3 or 40
     assert len(large_status) <= 5
-    # up: a constant overhead (lock, reads), then per migration exactly three inserts:
-    # the run log's "started", the history record, the run log's "succeeded".
+    # up: a constant overhead (lock, reads, closing the attempts), then per migration
+    # exactly three inserts: its open attempt, the history record, the run-log entry.
     assert len(large_up) - len(small_up) == 3 * (40 - 3)
     assert large_up.count("insert") - small_up.count("insert") == 3 * (40 - 3)
     assert large_up.count("find") == small_up.count("find")

@@ -535,3 +535,68 @@ def test_refused_mark_changes_nothing(project: Project, mongo_db: Any) -> None:
     assert pending.returncode == 0, pending.output
     assert mongo_db.db_migrations.count_documents({}) == 0
     assert "marked-pending" in project.alley("history", "1").stdout
+
+
+def test_a_step_recorded_before_its_run_died_is_closed_as_finished_not_interrupted(
+    project: Project, mongo_db: Any
+) -> None:
+    from alley.model import Direction, Event, Holder, LogEntry
+    from alley_plugins.mongo_history import MongoHistoryStore
+
+    project.counter("0001_a.py")
+    project.counter("0002_b.py")
+    assert project.alley("up", "1").returncode == 0
+    record = mongo_db.db_migrations.find_one({"filename": "0001_a.py"})
+    # What a run that died between recording 0001 and closing its attempt leaves behind.
+    dead = Holder(record["run_id"], "gone", 1, "u", "0", "up")
+    MongoHistoryStore(mongo_db).open_attempt(
+        LogEntry(
+            f"up:0001_a.py:{dead.run_id}", Event.STARTED, 1, "0001_a.py", Direction.UP,
+            datetime(2001, 1, 1), dead,
+        )
+    )  # fmt: skip
+
+    status = project.alley("status")
+    finished = project.alley("up")
+
+    assert "INTERRUPTED" not in status.stdout
+    assert finished.returncode == 0, finished.output
+    assert counters(mongo_db) == {"0001": 1, "0002": 1}
+    assert mongo_db.db_migrations_open.count_documents({}) == 0
+    assert "its record shows it completed" in project.alley("history", "1").stdout
+
+
+def test_status_reads_the_open_attempts_never_the_run_log(
+    project: Project, mongo_db: Any, mongodb_uri: str
+) -> None:
+    from pymongo import MongoClient, monitoring
+
+    from alley import Migrations
+
+    class Collections(monitoring.CommandListener):
+        def __init__(self) -> None:
+            self.read: list[str] = []
+
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            if event.command_name in ("find", "aggregate", "count"):
+                self.read.append(str(event.command[event.command_name]))
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            pass
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            pass
+
+    for number in range(1, 6):
+        project.counter(f"{number:04}_m.py")
+    for _ in range(3):  # history grows: 3 rounds of up and down
+        assert project.alley("up").returncode == 0
+        assert project.alley("down", "1").returncode == 0
+    assert mongo_db.db_migrations_log.count_documents({}) == 30
+
+    listener = Collections()
+    with MongoClient(mongodb_uri, event_listeners=[listener]) as client:
+        Migrations(project.root, client[mongo_db.name]).status()
+
+    assert "db_migrations_log" not in listener.read
+    assert sorted(listener.read) == ["db_migrations", "db_migrations_lock", "db_migrations_open"]

@@ -458,30 +458,3 @@ def test_plan_down_runs_a_migration_recorded_twice_only_once() -> None:
     plan = plan_down(reconcile([first, second], history), 1)
     filenames = [s.migration.filename for s in plan.steps if s.migration is not None]
     assert filenames == ["0002_step.py", "0001_step.py"]
-
-
-def test_run_log_counts_attempts_like_the_pure_function() -> None:
-    from datetime import UTC, datetime
-
-    from alley import planning
-    from alley.model import Direction, Event, Holder, LogEntry
-    from alley.runner import RunLog
-
-    holder = Holder("r", "h", 1, "u", "0", "up")
-    entries = [
-        LogEntry(f"up:0001_a.py:{n}", Event.STARTED, 1, "0001_a.py", Direction.UP,
-                 datetime.now(UTC), holder)
-        for n in (1, 2)
-    ] + [
-        LogEntry("down:0001_a.py:1", Event.STARTED, 1, "0001_a.py", Direction.DOWN,
-                 datetime.now(UTC), holder)
-    ]  # fmt: skip
-    log = RunLog(hooks=None, store=None, holder=holder, generation=1)  # type: ignore[arg-type]
-    log.extend(entries)
-
-    for direction in (Direction.UP, Direction.DOWN):
-        for filename in ("0001_a.py", "0002_b.py"):
-            assert log.next_step_key(direction, filename) == planning.next_step_key(
-                entries, direction, filename
-            )
-    assert log.next_step_key(Direction.UP, "0001_a.py") == "up:0001_a.py:3"
