@@ -85,14 +85,10 @@ class RunLog:
         return entry
 
     def settle(self, entry: LogEntry, event: Event, **details: Any) -> LogEntry:
-        """Log the outcome of an attempt (an outcome entry, stamped by this run)."""
+        """Log the outcome of an attempt: its start time and who ran it stay, the order
+        (``generation``, ``seq``) is this run's."""
         outcome = dataclasses.replace(
-            entry,
-            event=event,
-            at=self.now(),
-            generation=self.generation,
-            seq=self._next_seq(),
-            **details,
+            entry, event=event, generation=self.generation, seq=self._next_seq(), **details
         )
         return self.append(outcome)
 
