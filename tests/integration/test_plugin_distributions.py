@@ -20,7 +20,6 @@ import site
 import subprocess
 import sys
 import sysconfig
-import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -163,12 +162,8 @@ def with_own_tests(venv: Venv, example: Path, uri: str) -> Iterator[Venv]:
 
 
 @pytest.fixture
-def other_db(mongo_client: Any) -> Iterator[Any]:
-    name = f"alley_test_{uuid.uuid4().hex[:8]}"
-    try:
-        yield mongo_client[name]
-    finally:
-        mongo_client.drop_database(name)
+def other_db(new_mongo_db: Any) -> Any:
+    return new_mongo_db("alley_test")
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -68,13 +68,30 @@ def mongo_client(mongodb_server: Server) -> Iterator[MongoClient[dict[str, Any]]
 
 
 @pytest.fixture
-def mongo_db(mongo_client: MongoClient[dict[str, Any]]) -> Iterator[Database[dict[str, Any]]]:
-    """A fresh, uniquely named database, dropped after the test."""
-    name = f"alley_test_{uuid.uuid4().hex[:8]}"
+def new_mongo_db(
+    mongo_client: MongoClient[dict[str, Any]],
+) -> Iterator[Callable[[str], Database[dict[str, Any]]]]:
+    """A factory of fresh, uniquely named databases (``new_mongo_db("alley_tenant")``),
+    all dropped after the test: for tests that need more than ``mongo_db``."""
+    names: list[str] = []
+
+    def make(prefix: str = "alley_test") -> Database[dict[str, Any]]:
+        names.append(f"{prefix}_{uuid.uuid4().hex[:8]}")
+        return mongo_client[names[-1]]
+
     try:
-        yield mongo_client[name]
+        yield make
     finally:
-        mongo_client.drop_database(name)
+        for name in names:
+            mongo_client.drop_database(name)
+
+
+@pytest.fixture
+def mongo_db(
+    new_mongo_db: Callable[[str], Database[dict[str, Any]]],
+) -> Database[dict[str, Any]]:
+    """A fresh, uniquely named database, dropped after the test."""
+    return new_mongo_db("alley_test")
 
 
 @pytest.fixture

@@ -13,8 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,13 +40,9 @@ def alley(
 
 
 @pytest.fixture
-def control_db(mongo_client: Any) -> Iterator[Any]:
+def control_db(new_mongo_db: Any) -> Any:
     """A fresh control database (on the test server: a separate cluster in real life)."""
-    name = f"alley_control_{uuid.uuid4().hex[:8]}"
-    try:
-        yield mongo_client[name]
-    finally:
-        mongo_client.drop_database(name)
+    return new_mongo_db("alley_control")
 
 
 @pytest.fixture
@@ -57,12 +51,8 @@ def control_url(mongodb_server: Any, control_db: Any) -> str:
 
 
 @pytest.fixture
-def other_tenant(mongo_client: Any) -> Iterator[Any]:
-    name = f"alley_tenant_{uuid.uuid4().hex[:8]}"
-    try:
-        yield mongo_client[name]
-    finally:
-        mongo_client.drop_database(name)
+def other_tenant(new_mongo_db: Any) -> Any:
+    return new_mongo_db("alley_tenant")
 
 
 @pytest.fixture
