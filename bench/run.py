@@ -210,13 +210,16 @@ def in_process_split(argv_tail: list[str], repeats: int) -> dict[str, float]:
         "except SystemExit:\n    pass\n"
         "sys.stderr.write(f'BENCH_END {time.time()!r}\\n')\n"
     )
+    return _split([sys.executable, "-c", code], repeats)
+
+
+def _split(command: list[str], repeats: int) -> dict[str, float]:
+    """Medians of launch-to-``BENCH_END`` (printed by the script) and of the shutdown after."""
     mains: list[float] = []
     shutdowns: list[float] = []
     for _ in range(repeats):
         start = time.time()
-        done = subprocess.run(
-            [sys.executable, "-c", code], env=ENV, capture_output=True, text=True, check=False
-        )
+        done = subprocess.run(command, env=ENV, capture_output=True, text=True, check=False)
         end = time.time()
         match = re.search(r"BENCH_END ([0-9.]+)", done.stderr)
         if not match:
@@ -293,20 +296,7 @@ def ping_split(uri: str, repeats: int) -> dict[str, float]:
         "pymongo.MongoClient(sys.argv[1]).admin.command('ping'); "
         "sys.stderr.write(f'BENCH_END {time.time()!r}\\n')"
     )
-    mains: list[float] = []
-    shutdowns: list[float] = []
-    for _ in range(repeats):
-        start = time.time()
-        done = subprocess.run(
-            [sys.executable, "-c", code, uri], env=ENV, capture_output=True, text=True, check=False
-        )
-        end = time.time()
-        match = re.search(r"BENCH_END ([0-9.]+)", done.stderr)
-        if not match:
-            return {}
-        mains.append(float(match.group(1)) - start)
-        shutdowns.append(end - float(match.group(1)))
-    return {"main": statistics.median(mains), "shutdown": statistics.median(shutdowns)}
+    return _split([sys.executable, "-c", code, uri], repeats)
 
 
 def pyinstrument_profile(argv_tail: list[str], dest: Path) -> str | None:
