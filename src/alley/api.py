@@ -391,12 +391,18 @@ def unlock(
 def history(
     settings: Settings, target: int | str | None = None, *, project: Project | None = None
 ) -> list[LogEntry]:
-    """The run log, oldest first, with the attempts still open as ``started``; only one
-    migration's entries when ``target`` is given."""
+    """The run log, oldest first, with the step each run is on (or died on) as
+    ``started``; only one migration's entries when ``target`` is given."""
     project = project or Project(settings)
     logged: list[LogEntry] = project.call(project.store.read_log)
-    running = [a for a in project.call(project.store.read_open) if a.event is Event.STARTED]
-    entries = sorted([*logged, *running], key=lambda e: e.at)
+    lock = project.call(project.store.lock_state)
+    runs = planning.runs_of(
+        planning.reconcile(project.migrations(), project.call(project.store.read)),
+        project.call(project.store.read_open),
+        lock,
+    )
+    on = [r.current for r in runs if r.current is not None and r.current.event is Event.STARTED]
+    entries = sorted([*logged, *on], key=lambda e: e.at)
     if target is None:
         return entries
     wanted = planning.parse_target(target)

@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, Protocol
 
-from alley.checksum import source_checksum
+from alley.checksum_cache import cached_checksum
 
 
 class Direction(enum.StrEnum):
@@ -40,7 +40,7 @@ class Migration:
 
     @cached_property
     def checksum(self) -> str:
-        return source_checksum(self.source)
+        return cached_checksum(self.source)
 
 
 @dataclass(frozen=True)
@@ -137,10 +137,12 @@ class LogEntry:
     """One entry of the append-only run log, or one open attempt.
 
     The run log gets one entry per step when its outcome is known (``succeeded``,
-    ``failed``, ``interrupted``) and one per decision (``marked-*``). While a step runs,
-    and after it failed or was interrupted, its attempt is also *open*: kept by the
-    store under the migration's filename, which only one run at a time can hold. The
-    ``step`` key (``up:0003_x.py:<run id>``) ties an open attempt to its log entry.
+    ``failed``, ``interrupted``) and one per decision (``marked-*``). From before a
+    run's first step until its outcome is logged, and after it failed or was
+    interrupted, each step's attempt is also *open*: kept by the store under the
+    migration's filename, which only one run at a time can hold. The ``step`` key
+    (``up:0003_x.py:<run id>``) ties an open attempt to its log entry; ``seq`` orders
+    a run's attempts as its plan does.
     """
 
     step: str
@@ -165,8 +167,9 @@ class HistoryStore(Protocol):
     The default keeps the ``db_migrations`` collection (0.0.3's records) and, beside
     it, a lock collection, the run log and the open attempts. A store reads each kind
     of record in one round trip, and writes one record per applied migration right after
-    it ran. Commands read the records, the open attempts and the lock, never the whole
-    run log, so they do not slow down as history grows.
+    it ran; the attempts of a run are opened in one batch, and its log entries appended
+    in batches. Commands read the records, the open attempts and the lock, never the
+    whole run log, so they do not slow down as history grows.
     """
 
     def read(self) -> list[HistoryRecord]:
@@ -202,20 +205,22 @@ class HistoryStore(Protocol):
         """Release ``generation`` (a no-op if it is no longer the newest)."""
         ...
 
-    def append_log(self, entry: LogEntry) -> None:
-        """Append an entry to the run log (never changed or removed afterwards)."""
+    def append_log(self, entries: Sequence[LogEntry]) -> None:
+        """Append entries to the run log, a run's batch at once (never changed or removed
+        afterwards)."""
         ...
 
     def read_log(self) -> list[LogEntry]:
         """Every run-log entry, oldest first (for ``alley history``)."""
         ...
 
-    def open_attempt(self, entry: LogEntry) -> None:
-        """Open an attempt at ``entry.filename`` before the step runs.
+    def open_attempts(self, entries: Sequence[LogEntry]) -> None:
+        """Claim every step of a plan (one attempt per filename) before the first runs.
 
-        Must be race-safe: while an attempt at that filename is open, opening another
-        raises :class:`alley.errors.IntegrityError`. This is the guard against a double
-        run that holds even without the lock.
+        All or nothing, and race-safe: if an attempt at any of these filenames is
+        already open, raise :class:`alley.errors.IntegrityError` and leave none of
+        ``entries`` open. This is the guard against a double run that holds even
+        without the lock, and what a crash leaves behind.
         """
         ...
 
@@ -223,8 +228,9 @@ class HistoryStore(Protocol):
         """Replace the open attempt at ``entry.filename`` (it failed or was interrupted)."""
         ...
 
-    def close_attempts(self, filenames: Sequence[str]) -> None:
-        """Close the open attempts at these filenames (settled, or decided by ``mark``)."""
+    def close_attempts(self, filenames: Sequence[str], run_id: str | None = None) -> None:
+        """Close the open attempts at these filenames (settled, or decided by ``mark``);
+        with ``run_id``, only those that run opened."""
         ...
 
     def read_open(self) -> list[LogEntry]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from alley.errors import DiscoveryError, IntegrityError, UsageError
 from alley.model import (
@@ -209,9 +210,9 @@ def _status_of(statuses: Sequence[MigrationStatus], filename: str) -> MigrationS
 def finished_by_its_run(attempt: LogEntry, status: MigrationStatus | None) -> bool:
     """Whether a ``started`` attempt's step completed although it was never closed.
 
-    A run records a step right after it ran, then closes its attempts at the end; if
-    it died in between, the record tells: for ``up``, a record written by that run;
-    for ``down``, no record left.
+    A run records a step right after it ran and closes its attempts later; if it died
+    in between, the record tells: for ``up``, a record written by that run; for
+    ``down``, no record left.
     """
     if attempt.direction is Direction.UP:
         return (
@@ -222,24 +223,74 @@ def finished_by_its_run(attempt: LogEntry, status: MigrationStatus | None) -> bo
     return status is None or status.record is None
 
 
+@dataclass(frozen=True)
+class RunAttempts:
+    """A run's open attempts, sorted by what became of each.
+
+    A run claims every step of its plan before the first one runs, then runs them one
+    at a time in plan order and stops at the first that fails. So of its attempts still
+    open, those its records show completed are *finished*; the first one that is not is
+    the step it was on (*current*: still running if the run holds the lock, else
+    interrupted, unless it was settled as failed or interrupted); the ones after it
+    never started (*unstarted*) and can be dropped without asking anybody.
+    """
+
+    run_id: str
+    live: bool
+    finished: tuple[LogEntry, ...]
+    current: LogEntry | None
+    unstarted: tuple[LogEntry, ...]
+
+
+def runs_of(
+    statuses: Sequence[MigrationStatus], open_attempts: Sequence[LogEntry], lock: LockState | None
+) -> list[RunAttempts]:
+    """Group open attempts by the run that opened them and classify each (see
+    :class:`RunAttempts`)."""
+    live_run = lock.holder.run_id if lock is not None and not lock.free else None
+    by_run: dict[str, list[LogEntry]] = {}
+    for attempt in open_attempts:
+        by_run.setdefault(attempt.holder.run_id, []).append(attempt)
+    runs = []
+    for run_id, attempts in by_run.items():
+        attempts.sort(key=lambda a: a.seq)  # stable: equal seqs keep the store's order
+        finished: list[LogEntry] = []
+        current: LogEntry | None = None
+        unstarted: list[LogEntry] = []
+        for attempt in attempts:
+            if current is not None:
+                unstarted.append(attempt)
+            elif attempt.event is Event.STARTED and finished_by_its_run(
+                attempt, _status_of(statuses, attempt.filename)
+            ):
+                finished.append(attempt)
+            else:
+                current = attempt
+        runs.append(
+            RunAttempts(run_id, run_id == live_run, tuple(finished), current, tuple(unstarted))
+        )
+    return runs
+
+
 def dead_attempts(
     statuses: Sequence[MigrationStatus], open_attempts: Sequence[LogEntry], lock: LockState | None
-) -> tuple[list[LogEntry], list[LogEntry]]:
+) -> tuple[list[LogEntry], list[LogEntry], list[LogEntry]]:
     """Open ``started`` attempts of runs that no longer hold a live lock.
 
-    :returns: ``(finished, interrupted)``: those whose step completed (their record
-        says so) and those whose effect is unknown.
+    :returns: ``(finished, interrupted, unstarted)``: those whose step completed (their
+        record says so), those whose effect is unknown, and those that never started.
     """
-    live_run = lock.holder.run_id if lock is not None and not lock.free else None
-    finished, interrupted = [], []
-    for attempt in open_attempts:
-        if attempt.event is not Event.STARTED or attempt.holder.run_id == live_run:
+    finished: list[LogEntry] = []
+    interrupted: list[LogEntry] = []
+    unstarted: list[LogEntry] = []
+    for run in runs_of(statuses, open_attempts, lock):
+        if run.live:
             continue
-        if finished_by_its_run(attempt, _status_of(statuses, attempt.filename)):
-            finished.append(attempt)
-        else:
-            interrupted.append(attempt)
-    return finished, interrupted
+        finished += run.finished
+        if run.current is not None and run.current.event is Event.STARTED:
+            interrupted.append(run.current)
+        unstarted += [a for a in run.unstarted if a.event is Event.STARTED]
+    return finished, interrupted, unstarted
 
 
 def annotate(
@@ -248,27 +299,29 @@ def annotate(
     lock: LockState | None,
 ) -> tuple[MigrationStatus, ...]:
     """Add what became of each migration's open attempt: running, interrupted, failed."""
-    live_run = lock.holder.run_id if lock is not None and not lock.free else None
-    by_filename = {attempt.filename: attempt for attempt in open_attempts}
+    states: dict[str, tuple[Attempt, LogEntry]] = {}
+    for run in runs_of(statuses, open_attempts, lock):
+        current = run.current
+        if current is None:
+            continue
+        if current.event is Event.FAILED:
+            states[current.filename] = (Attempt.FAILED, current)
+        elif current.event is Event.INTERRUPTED or not run.live:
+            states[current.filename] = (Attempt.INTERRUPTED, current)
+        else:
+            states[current.filename] = (Attempt.RUNNING, current)
     annotated = []
     for status in statuses:
         names = [status.filename]
         if status.migration is not None:
             names.append(status.migration.filename)
-        attempt = next((by_filename[n] for n in names if n in by_filename), None)
-        state: Attempt | None = None
-        if attempt is None:
-            pass
-        elif attempt.event is Event.FAILED:
-            state = Attempt.FAILED
-        elif attempt.event is Event.INTERRUPTED:
-            state = Attempt.INTERRUPTED
-        elif attempt.holder.run_id == live_run:
-            state = Attempt.RUNNING
-        elif not finished_by_its_run(attempt, status):
-            state = Attempt.INTERRUPTED
+        found = next((states[n] for n in names if n in states), None)
         annotated.append(
-            dataclasses.replace(status, attempt=state, attempt_entry=attempt if state else None)
+            dataclasses.replace(
+                status,
+                attempt=found[0] if found else None,
+                attempt_entry=found[1] if found else None,
+            )
         )
     return tuple(annotated)
 

@@ -1,10 +1,13 @@
-"""Run a plan under the lock: load every step first, then execute, record and log each.
+"""Run a plan under the lock: load every step first, claim them all, then run each.
 
 Loading all steps before the first one runs means a file that does not compile, or
-lacks the function the plan needs, stops the command with nothing done. Each step is
-opened in the run log with a unique attempt key before it runs, and recorded and closed
-right after, so a crash leaves a ``started`` entry that the next run reports as
-interrupted, and a failure leaves history exactly as far as it got.
+lacks the function the plan needs, stops the command with nothing done. Then every
+step of the plan is claimed in one write (an open attempt per migration, which only
+one run can hold), and each step is executed and recorded right after it ran: one
+acknowledged write per step, as 0.0.3 did. The outcome entries of the run log are
+appended in batches, at most a second behind; a run that dies first leaves its
+attempts open, and the next run logs the steps its records show as completed, reports
+the one it was on as interrupted, and drops the claims it never started.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ from alley.model import (
 )
 
 StepCallback = Callable[[StepResult], None]
+
+# How far the run log may lag behind the steps of a running run.
+LOG_EVERY_S = 1.0
 
 
 @dataclass
@@ -80,39 +86,75 @@ class RunLog:
         self._seq += 1
         return self._seq
 
-    def append(self, entry: LogEntry) -> LogEntry:
-        self.hooks.store_call(self.store.append_log, entry)
-        return entry
+    def append(self, *entries: LogEntry) -> None:
+        if entries:
+            self.hooks.store_call(self.store.append_log, list(entries))
 
-    def settle(self, entry: LogEntry, event: Event, **details: Any) -> LogEntry:
-        """Log the outcome of an attempt: its start time and who ran it stay, the order
+    def outcome(self, entry: LogEntry, event: Event, **details: Any) -> LogEntry:
+        """The outcome of an attempt: its start time and who ran it stay, the order
         (``generation``, ``seq``) is this run's."""
-        outcome = dataclasses.replace(
+        return dataclasses.replace(
             entry, event=event, generation=self.generation, seq=self._next_seq(), **details
         )
-        return self.append(outcome)
 
     def settle_dead_attempts(
         self, statuses: Sequence[MigrationStatus], open_attempts: Sequence[LogEntry], lock: Any
     ) -> None:
-        """Close what dead runs left open: finished steps as such, the rest interrupted."""
-        finished, interrupted = planning.dead_attempts(statuses, open_attempts, lock)
-        for attempt in finished:
-            self.settle(
+        """Close what dead runs left open: finished steps logged as such, the step each
+        was on as interrupted, and the claims they never started dropped."""
+        finished, interrupted, unstarted = planning.dead_attempts(statuses, open_attempts, lock)
+        completed = [
+            self.outcome(
                 attempt,
                 Event.SUCCEEDED,
-                error=f"closed by run {self.holder.run_id}: its record shows it completed",
+                error=f"logged by run {self.holder.run_id}: its record shows it completed",
             )
-        if finished:
-            self.hooks.store_call(self.store.close_attempts, [a.filename for a in finished])
-        for attempt in interrupted:
-            outcome = self.settle(
+            for attempt in finished
+        ]
+        stopped = [
+            self.outcome(
                 attempt,
                 Event.INTERRUPTED,
                 error=f"found unfinished by run {self.holder.run_id}: its process "
                 f"({attempt.holder.describe()}) died or lost the lock",
             )
+            for attempt in interrupted
+        ]
+        self.append(*completed, *stopped)
+        for outcome in stopped:
             self.hooks.store_call(self.store.update_attempt, outcome)
+        closed = [a.filename for a in (*finished, *unstarted)]
+        if closed:
+            self.hooks.store_call(self.store.close_attempts, closed)
+
+
+@dataclass
+class _Outcomes:
+    """Outcome entries not yet in the run log; appending them closes their attempts."""
+
+    log: RunLog
+    entries: list[LogEntry] = field(default_factory=list)
+    closable: list[str] = field(default_factory=list)
+    _appended_at: float = field(default_factory=time.monotonic)
+
+    def add(self, entry: LogEntry, *, close: bool) -> None:
+        self.entries.append(entry)
+        if close:
+            self.closable.append(entry.filename)
+
+    def append_if_due(self) -> None:
+        if time.monotonic() - self._appended_at >= LOG_EVERY_S:
+            self.append()
+
+    def append(self, also_close: Sequence[str] = ()) -> None:
+        log = self.log
+        # Log first, then close: a crash in between logs an outcome twice, never zero times.
+        log.append(*self.entries)
+        closing = [*self.closable, *also_close]
+        if closing:
+            log.hooks.store_call(log.store.close_attempts, closing, log.holder.run_id)
+        self.entries, self.closable = [], []
+        self._appended_at = time.monotonic()
 
 
 def run_plan(
@@ -128,45 +170,48 @@ def run_plan(
 ) -> tuple[StepResult, ...]:
     """Execute ``plan`` step by step; record and log each step; return what ran.
 
-    Each step opens an attempt before it runs (the guard, and what a crash leaves
-    behind), is recorded right after it ran, and gets its outcome logged. The attempts
-    of completed steps are closed together at the end.
+    Every step is claimed (an open attempt) before the first runs: the guard, and what
+    a crash leaves behind. Each is recorded right after it ran; outcomes are logged in
+    batches, which also close their attempts.
 
     :raises MigrationFailed: a migration raised; the steps before it stay recorded.
     :raises LockBusy: the lease was lost; nothing more runs.
+    :raises IntegrityError: another run holds an attempt at one of the steps.
     """
     loaded = {} if fake else load_steps(plan, hooks)
+    claims = [_claim(step, plan.direction, log, fake) for step in plan.steps]
+    retried = [c.filename for s, c in zip(plan.steps, claims, strict=True) if s.attempt]
+    if retried:  # failed attempts of earlier runs, run again now
+        hooks.store_call(store.close_attempts, retried)
+    hooks.store_call(store.open_attempts, claims)
+    outcomes = _Outcomes(log)
     results: list[StepResult] = []
-    completed: list[str] = []
+    in_progress: str | None = None  # its claim stays open if the run stops here
     try:
-        for step in plan.steps:
-            result = _run_step(step, plan.direction, hooks, store, db, log, lease, fake, loaded)
-            completed.append(result.filename)
-            results.append(result)
+        for step, claim in zip(plan.steps, claims, strict=True):
+            lease.check()
+            in_progress = claim.filename
+            results.append(_run_step(step, claim, hooks, store, db, log, fake, loaded, outcomes))
+            in_progress = None
             if on_step is not None:
-                on_step(result)
+                on_step(results[-1])
+            outcomes.append_if_due()
     finally:
-        _close(completed, hooks, store)
+        unstarted = [c.filename for c in claims[len(results) :] if c.filename != in_progress]
+        try:
+            outcomes.append(also_close=unstarted)
+        except AlleyError as error:
+            # The records are written: the next run logs these steps and closes them.
+            warnings.warn(
+                AlleyWarning(f"could not log this run's last steps: {error}"), stacklevel=1
+            )
     return tuple(results)
 
 
-def _run_step(
-    step: MigrationStatus,
-    direction: Direction,
-    hooks: Hooks,
-    store: HistoryStore,
-    db: Any,
-    log: RunLog,
-    lease: Lease,
-    fake: bool,
-    loaded: dict[int, LoadedMigration],
-) -> StepResult:
+def _claim(step: MigrationStatus, direction: Direction, log: RunLog, fake: bool) -> LogEntry:
     migration = step.migration
     assert migration is not None  # planning refuses steps without a migration
-    lease.check()
-    if step.attempt is not None:  # a failed attempt being retried
-        hooks.store_call(store.close_attempts, [migration.filename])
-    started = log.entry(
+    return log.entry(
         Event.STARTED,
         migration.id,
         migration.filename,
@@ -174,41 +219,49 @@ def _run_step(
         checksum=migration.checksum,
         fake=fake,
     )
-    hooks.store_call(store.open_attempt, started)
+
+
+def _run_step(
+    step: MigrationStatus,
+    claim: LogEntry,
+    hooks: Hooks,
+    store: HistoryStore,
+    db: Any,
+    log: RunLog,
+    fake: bool,
+    loaded: dict[int, LoadedMigration],
+    outcomes: _Outcomes,
+) -> StepResult:
+    migration = step.migration
+    assert migration is not None
+    # The attempt's time is when the step started, not when it was claimed.
+    started = dataclasses.replace(claim, at=log.now())
     clock = time.perf_counter()
     try:
         if not fake:
-            hooks.execute(migration, loaded[migration.id], direction, db)
+            hooks.execute(migration, loaded[migration.id], claim.direction, db)
     except MigrationFailed as error:
-        failed = log.settle(
+        failed = log.outcome(
             started, Event.FAILED, duration_s=time.perf_counter() - clock, error=str(error)
         )
         hooks.store_call(store.update_attempt, failed)
+        outcomes.add(failed, close=False)
         raise
     except KeyboardInterrupt:
         # Its effect is unknown: logged interrupted, so the next run asks a person.
-        stopped = log.settle(
+        stopped = log.outcome(
             started,
             Event.INTERRUPTED,
             duration_s=time.perf_counter() - clock,
             error="interrupted by the user (Ctrl-C)",
         )
         hooks.store_call(store.update_attempt, stopped)
+        outcomes.add(stopped, close=False)
         raise
     duration = time.perf_counter() - clock
-    _record(step, migration, direction, hooks, store, duration, fake, log)
-    log.settle(started, Event.SUCCEEDED, duration_s=round(duration, 6))
-    return StepResult(migration.id, migration.filename, direction, fake, duration)
-
-
-def _close(filenames: list[str], hooks: Hooks, store: HistoryStore) -> None:
-    if not filenames:
-        return
-    try:
-        hooks.store_call(store.close_attempts, filenames)
-    except AlleyError as error:
-        # Their records show they completed: the next run closes them.
-        warnings.warn(AlleyWarning(f"could not close finished attempts: {error}"), stacklevel=1)
+    _record(step, migration, claim.direction, hooks, store, duration, fake, log)
+    outcomes.add(log.outcome(started, Event.SUCCEEDED, duration_s=round(duration, 6)), close=True)
+    return StepResult(migration.id, migration.filename, claim.direction, fake, duration)
 
 
 def _record(

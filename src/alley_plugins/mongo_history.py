@@ -5,9 +5,10 @@ never renamed) plus what alley records beside them: ``checksum``, ``duration_s``
 ``fake``, ``alley_version``, ``host``, ``user``, ``pid``. The collection name can be
 changed with ``history_collection`` in ``[tool.alley]``.
 
-Beside it live ``<name>_lock`` (one document per lock generation), ``<name>_log``
-(the append-only run log) and ``<name>_open`` (open attempts, ``_id`` = filename: a
-step's guard and crash marker, removed once the step is settled). The lock is built on
+Beside it live ``<name>_lock`` (one document per lock generation, the newest few
+kept), ``<name>_log`` (the append-only run log) and ``<name>_open`` (open attempts,
+``_id`` = filename: each planned step's claim, guard and crash marker, removed once
+the step's outcome is logged). The lock is built on
 the one write that is race-safe on every server alley supports, FerretDB's SQLite
 backend included: the insert of a unique ``_id``. Taking the lock, or taking over an
 expired one, inserts the next generation; of many racers exactly one insert succeeds.
@@ -44,6 +45,13 @@ if TYPE_CHECKING:
     from alley.settings import Settings
 
 COLLECTION = "db_migrations"
+# Lock generations kept: the newest few, for 'alley status' and post-mortems (the run
+# log keeps who ran what); older ones are deleted every PRUNE_EVERY generations.
+KEEP_GENERATIONS = 10
+PRUNE_EVERY = 10
+# Reads ask for everything in the first reply (up to 16 MB) instead of a first batch of
+# 101 and more round trips, so a read is one round trip however long history is.
+ONE_BATCH = 100_000
 _ORIGINAL_FIELDS = ("_id", "id", "filename", "date", "checksum")
 
 
@@ -63,7 +71,7 @@ class MongoHistoryStore:
     def read(self) -> list[HistoryRecord]:
         records: dict[str, HistoryRecord] = {}
         ids: dict[str, list[Any]] = {}
-        for document in self.collection.find({}):
+        for document in self.collection.find({}, batch_size=ONE_BATCH):
             record = _record(document)
             records.setdefault(record.filename, record)
             ids.setdefault(record.filename, []).append(document.get("_id"))
@@ -125,7 +133,21 @@ class MongoHistoryStore:
             self.locks.insert_one(document)
         except DuplicateKeyError:
             return self.lock_state() or current  # type: ignore[return-value]
+        if generation % PRUNE_EVERY == 0:
+            # FerretDB reads a whole collection for any lookup by an int _id and never
+            # sorts on the server: without pruning every command slows as runs pile up.
+            self.locks.delete_many({"_id": {"$lte": generation - KEEP_GENERATIONS}})
+        # Pruning breaks the one thing the unique _id guarantees, that a generation can
+        # be inserted once: a racer that read the lock long ago and stalled could insert
+        # a generation pruned since. Such an insert is never the newest, and this sees it.
+        newest = self._newest_generation()
+        if newest != generation:
+            return self.lock_state() or _lock_state(document, now)
         return _lock_state(document, now)
+
+    def _newest_generation(self) -> int | None:
+        newest = next(iter(self.locks.find({}, {"_id": 1}).sort("_id", -1).limit(1)), None)
+        return None if newest is None else int(newest["_id"])
 
     def renew_lock(self, generation: int) -> bool:
         self.locks.update_one({"_id": generation}, {"$currentDate": {"heartbeat_at": True}})
@@ -140,37 +162,53 @@ class MongoHistoryStore:
 
     # -- the run log ----------------------------------------------------------
 
-    def append_log(self, entry: LogEntry) -> None:
-        self.log.insert_one(_log_document(entry))
+    def append_log(self, entries: Sequence[LogEntry]) -> None:
+        if entries:
+            self.log.insert_many([_log_document(entry) for entry in entries])
 
     def read_log(self) -> list[LogEntry]:
-        entries = [_log_entry(document) for document in self.log.find({})]
+        entries = [_log_entry(d) for d in self.log.find({}, batch_size=ONE_BATCH)]
         return sorted(entries, key=lambda e: (e.generation, e.seq))
 
     # -- open attempts ------------------------------------------------------------
 
-    def open_attempt(self, entry: LogEntry) -> None:
-        from pymongo.errors import DuplicateKeyError
+    def open_attempts(self, entries: Sequence[LogEntry]) -> None:
+        from pymongo.errors import BulkWriteError
 
+        if not entries:
+            return
+        documents = [{"_id": entry.filename, **_log_document(entry)} for entry in entries]
         try:
-            self.open.insert_one({"_id": entry.filename, **_log_document(entry)})
-        except DuplicateKeyError:
+            self.open.insert_many(documents, ordered=True)
+        except BulkWriteError as error:
+            # Ordered: the claims before the conflict were inserted; take them back
+            # (only this run's, never the other run's).
+            self.close_attempts([e.filename for e in entries], entries[0].holder.run_id)
+            write_errors = error.details.get("writeErrors") or [{}]
+            first = write_errors[0]
+            if first.get("code") != 11000:
+                raise
+            index = int(first.get("index", 0))
             raise IntegrityError(
-                f"{entry.filename}: another run has an attempt at it open",
+                f"{entries[index].filename}: another run has an attempt at it open",
                 hint="another alley ran at the same time; see 'alley status'",
             ) from None
 
     def update_attempt(self, entry: LogEntry) -> None:
         self.open.replace_one({"_id": entry.filename}, _log_document(entry), upsert=True)
 
-    def close_attempts(self, filenames: Sequence[str]) -> None:
-        # One command for a whole run; the collection holds only open attempts, so the
-        # scan FerretDB does for an $in filter stays small.
-        if filenames:
-            self.open.delete_many({"_id": {"$in": list(filenames)}})
+    def close_attempts(self, filenames: Sequence[str], run_id: str | None = None) -> None:
+        # One command for a whole batch; the collection holds only open attempts, so
+        # the scan FerretDB does for an $in filter stays small.
+        if not filenames:
+            return
+        query: dict[str, Any] = {"_id": {"$in": list(filenames)}}
+        if run_id is not None:
+            query["holder.run_id"] = run_id
+        self.open.delete_many(query)
 
     def read_open(self) -> list[LogEntry]:
-        return [_log_entry(document) for document in self.open.find({})]
+        return [_log_entry(d) for d in self.open.find({}, batch_size=ONE_BATCH)]
 
 
 def _aware(value: datetime) -> datetime:

@@ -68,6 +68,7 @@ class Project:
     def environment(self, env: dict[str, str] | None = None) -> dict[str, str]:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("ALLEY_")}
         environment.pop("MONGODB_URI", None)
+        environment["ALLEY_CACHE_DIR"] = str(self.root / ".alley-cache")
         environment.update(env or {})
         return environment
 

@@ -6,6 +6,7 @@ Every test runs real ``alley`` processes against the real server. Leases are sho
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from typing import Any
 
 import bson
 import pytest
+
 from conftest import Project, Result, finish, wait_for
 
 BUSY, INTEGRITY, CONNECTION, PENDING = 5, 6, 4, 7
@@ -127,6 +129,66 @@ def test_racers_taking_over_one_expired_lock_have_exactly_one_winner(
     assert sorted(generations) == list(range(1, len(generations) + 1))
 
 
+def test_old_lock_generations_are_pruned_so_commands_do_not_slow_down(
+    project: Project, mongo_db: Any
+) -> None:
+    # FerretDB reads the whole lock collection to find the newest generation: 10,000
+    # runs would cost every command seconds.
+    long_ago = datetime(2001, 1, 1)
+    mongo_db.db_migrations_lock.insert_many(
+        {
+            "_id": generation,
+            "holder": {"run_id": f"old{generation}", "host": "h", "pid": 1, "user": "u"},
+            "acquired_at": long_ago,
+            "heartbeat_at": long_ago,
+            "lease_s": 30.0,
+            "released": True,
+        }
+        for generation in range(1, 996)
+    )
+    project.counter("0001_a.py")
+
+    for _ in range(6):
+        assert project.alley("up").returncode == 0
+
+    generations = sorted(d["_id"] for d in mongo_db.db_migrations_lock.find())
+    assert generations == list(range(991, 1002))  # pruned at 1000, kept 991-1000, then 1001
+    assert mongo_db.db_migrations_lock.find_one({"_id": 1001})["released"] is True
+    assert counters(mongo_db) == {"0001": 1}
+
+
+def test_a_stalled_racer_inserting_a_pruned_generation_does_not_get_the_lock(
+    mongo_db: Any,
+) -> None:
+    from alley.locking import make_holder
+    from alley.model import LockState
+    from alley_plugins.mongo_history import MongoHistoryStore
+
+    store = MongoHistoryStore(mongo_db)
+    first = make_holder("up")
+    for _ in range(20):  # generations 1-20; 1-10 pruned at 20
+        state = store.try_lock(first, 30.0)
+        assert state.holder == first
+        store.release_lock(state.generation)
+    stale = dataclasses.replace(state, generation=4, released=True)  # read long ago
+
+    class Stalled(MongoHistoryStore):
+        stalled = True
+
+        def lock_state(self) -> LockState | None:
+            if self.stalled:  # its first read is the one from long ago
+                self.stalled = False
+                return stale
+            return super().lock_state()
+
+    owner = store.try_lock(first, 30.0)  # generation 21, live
+    result = Stalled(mongo_db).try_lock(make_holder("up"), 30.0)  # inserts 5, pruned long ago
+
+    assert mongo_db.db_migrations_lock.count_documents({"_id": 5}) == 1
+    assert result.generation == owner.generation == 21
+    assert result.holder == first  # the racer sees it does not hold the lock
+
+
 # -------------------------------------------------------------------------
 # Crashes and pauses
 # -------------------------------------------------------------------------
@@ -153,6 +215,11 @@ def test_kill_9_mid_migration_is_found_interrupted_and_blocks_until_marked(
     assert f"pid {victim.pid}" in blocked.stderr
     assert "alley mark 2" in blocked.stderr
     assert waited >= 0.5  # it waited for the dead run's lease to expire
+    # The killed run had claimed all three: 0001 is logged from its record, 0002 stays
+    # open as interrupted, and 0003, which it never started, is dropped.
+    assert [d["_id"] for d in mongo_db.db_migrations_open.find()] == ["0002_slow.py"]
+    logged = {(d["filename"], d["event"]) for d in mongo_db.db_migrations_log.find()}
+    assert logged == {("0001_a.py", "succeeded"), ("0002_slow.py", "interrupted")}
     status = project.alley("status")
     assert "INTERRUPTED" in status.stdout
     history = project.alley("history", "2")
@@ -549,11 +616,12 @@ def test_a_step_recorded_before_its_run_died_is_closed_as_finished_not_interrupt
     record = mongo_db.db_migrations.find_one({"filename": "0001_a.py"})
     # What a run that died between recording 0001 and closing its attempt leaves behind.
     dead = Holder(record["run_id"], "gone", 1, "u", "0", "up")
-    MongoHistoryStore(mongo_db).open_attempt(
+    MongoHistoryStore(mongo_db).open_attempts(
+        [
         LogEntry(
             f"up:0001_a.py:{dead.run_id}", Event.STARTED, 1, "0001_a.py", Direction.UP,
             datetime(2001, 1, 1), dead,
-        )
+        )]
     )  # fmt: skip
 
     status = project.alley("status")

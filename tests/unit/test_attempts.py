@@ -36,11 +36,22 @@ def record(number: int, run_id: str | None) -> HistoryRecord:
 
 
 def attempt(
-    number: int, event: Event, holder: Holder, direction: Direction = Direction.UP
+    number: int,
+    event: Event,
+    holder: Holder,
+    direction: Direction = Direction.UP,
+    seq: int | None = None,
 ) -> LogEntry:
     name = f"{number:04}_m.py"
     return LogEntry(
-        f"{direction}:{name}:{holder.run_id}", event, number, name, direction, NOW, holder
+        f"{direction}:{name}:{holder.run_id}",
+        event,
+        number,
+        name,
+        direction,
+        NOW,
+        holder,
+        seq=number if seq is None else seq,
     )
 
 
@@ -49,8 +60,8 @@ def lock(holder: Holder, *, expired: bool = False, released: bool = False) -> Lo
     return LockState(1, holder, beat, beat, 30.0, released, NOW)
 
 
-def statuses(*records: HistoryRecord) -> tuple[MigrationStatus, ...]:
-    return reconcile([migration(1), migration(2)], list(records))
+def statuses(*records: HistoryRecord, count: int = 2) -> tuple[MigrationStatus, ...]:
+    return reconcile([migration(n) for n in range(1, count + 1)], list(records))
 
 
 def attempts_of(result: tuple[MigrationStatus, ...]) -> list[Attempt | None]:
@@ -86,10 +97,10 @@ def test_a_started_attempt_of_a_dead_run_without_its_record_is_interrupted(
 ) -> None:
     result = annotate(statuses(), [attempt(1, Event.STARTED, DEAD)], current_lock)
     assert attempts_of(result) == [Attempt.INTERRUPTED, None]
-    finished, interrupted = dead_attempts(
+    finished, interrupted, unstarted = dead_attempts(
         statuses(), [attempt(1, Event.STARTED, DEAD)], current_lock
     )
-    assert (finished, [a.filename for a in interrupted]) == ([], ["0001_m.py"])
+    assert (finished, [a.filename for a in interrupted], unstarted) == ([], ["0001_m.py"], [])
 
 
 def test_an_up_recorded_by_the_dead_run_itself_finished() -> None:
@@ -97,8 +108,8 @@ def test_an_up_recorded_by_the_dead_run_itself_finished() -> None:
     open_attempts = [attempt(1, Event.STARTED, DEAD)]
 
     assert attempts_of(annotate(current, open_attempts, None)) == [None, None]
-    finished, interrupted = dead_attempts(current, open_attempts, None)
-    assert ([a.filename for a in finished], interrupted) == (["0001_m.py"], [])
+    finished, interrupted, unstarted = dead_attempts(current, open_attempts, None)
+    assert ([a.filename for a in finished], interrupted, unstarted) == (["0001_m.py"], [], [])
 
 
 def test_an_up_recorded_by_another_run_did_not_finish_in_this_attempt() -> None:
@@ -119,5 +130,75 @@ def test_a_down_whose_record_is_gone_finished_and_one_whose_record_stays_did_not
 
 
 def test_the_live_holders_own_attempts_are_never_dead() -> None:
-    finished, interrupted = dead_attempts(statuses(), [attempt(1, Event.STARTED, LIVE)], lock(LIVE))
-    assert (finished, interrupted) == ([], [])
+    assert dead_attempts(statuses(), [attempt(1, Event.STARTED, LIVE)], lock(LIVE)) == ([], [], [])
+
+
+# A run claims its whole plan before the first step, so a dead run leaves claims it
+# never started beside the one it was on.
+
+
+def names(entries: list[LogEntry]) -> list[str]:
+    return [e.filename for e in entries]
+
+
+def test_a_dead_run_was_on_its_first_unrecorded_step_and_never_started_the_rest() -> None:
+    current = statuses(record(1, "dead-run"), record(2, "dead-run"), count=5)
+    claims = [attempt(n, Event.STARTED, DEAD) for n in (5, 3, 1, 4, 2)]  # any store order
+
+    finished, interrupted, unstarted = dead_attempts(current, claims, None)
+
+    assert names(finished) == ["0001_m.py", "0002_m.py"]
+    assert names(interrupted) == ["0003_m.py"]
+    assert names(unstarted) == ["0004_m.py", "0005_m.py"]
+    shown = attempts_of(annotate(current, claims, None))
+    assert shown == [None, None, Attempt.INTERRUPTED, None, None]
+
+
+def test_claims_after_a_failed_step_never_started_and_the_failure_stays() -> None:
+    current = statuses(record(1, "dead-run"), count=4)
+    claims = [
+        attempt(1, Event.STARTED, DEAD),
+        attempt(2, Event.FAILED, DEAD),
+        attempt(3, Event.STARTED, DEAD),
+        attempt(4, Event.STARTED, DEAD),
+    ]
+
+    finished, interrupted, unstarted = dead_attempts(current, claims, None)
+
+    assert (names(finished), interrupted) == (["0001_m.py"], [])
+    assert names(unstarted) == ["0003_m.py", "0004_m.py"]
+    assert attempts_of(annotate(current, claims, None)) == [None, Attempt.FAILED, None, None]
+
+
+def test_a_live_run_is_running_its_first_unrecorded_step_only() -> None:
+    current = statuses(record(1, "live-run"), count=3)
+    claims = [attempt(n, Event.STARTED, LIVE) for n in (1, 2, 3)]
+
+    result = annotate(current, claims, lock(LIVE))
+
+    assert attempts_of(result) == [None, Attempt.RUNNING, None]
+    assert dead_attempts(current, claims, lock(LIVE)) == ([], [], [])
+
+
+def test_runs_are_judged_apart() -> None:
+    current = statuses(record(1, "dead-run"), count=4)
+    claims = [
+        attempt(1, Event.STARTED, DEAD, seq=1),
+        attempt(2, Event.STARTED, DEAD, seq=2),
+        attempt(3, Event.STARTED, LIVE, seq=1),
+        attempt(4, Event.STARTED, LIVE, seq=2),
+    ]
+
+    result = annotate(current, claims, lock(LIVE))
+
+    assert attempts_of(result) == [None, Attempt.INTERRUPTED, Attempt.RUNNING, None]
+
+
+def test_a_down_run_that_died_removed_what_it_finished() -> None:
+    current = statuses(record(1, "r"), record(2, "r"), count=3)  # 3's record is gone
+    claims = [attempt(n, Event.STARTED, DEAD, Direction.DOWN, seq=4 - n) for n in (3, 2, 1)]
+
+    finished, interrupted, unstarted = dead_attempts(current, claims, None)
+
+    assert (names(finished), names(interrupted)) == (["0003_m.py"], ["0002_m.py"])
+    assert names(unstarted) == ["0001_m.py"]
