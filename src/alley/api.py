@@ -28,6 +28,7 @@ from alley.model import (
     Direction,
     Drift,
     Event,
+    HistoryRecord,
     HistoryStore,
     LockState,
     LogEntry,
@@ -118,12 +119,13 @@ class Project:
             )
             migrations = self.migrations()
             history = self.call(self.store.read)
-            log.settle_dead_attempts(
-                planning.reconcile(migrations, history),
-                self.call(self.store.read_open),
-                lease.state,
-            )
-            yield Session(self, lease, log)
+            open_attempts = self.call(self.store.read_open)
+            if log.settle_dead_attempts(
+                planning.reconcile(migrations, history), open_attempts, lease.state
+            ):
+                open_attempts = self.call(self.store.read_open)
+            # Read once under the lock: the plan is made from exactly what was read here.
+            yield Session(self, lease, log, (migrations, history, open_attempts))
 
 
 @dataclass
@@ -133,9 +135,16 @@ class Session:
     project: Project
     lease: Lease
     log: RunLog
+    # What was read when the lock was taken: migrations, records, open attempts.
+    _read: tuple[list[Migration], list[HistoryRecord], list[LogEntry]] | None = None
 
     def statuses(self) -> tuple[MigrationStatus, ...]:
-        return self.project.statuses(self.lease.state)
+        if self._read is None:
+            return self.project.statuses(self.lease.state)
+        (migrations, history, open_attempts), self._read = self._read, None
+        return planning.annotate(
+            planning.reconcile(migrations, history), open_attempts, self.lease.state
+        )
 
     def run(self, plan: Plan, *, fake: bool, on_step: StepCallback | None) -> RunReport:
         project = self.project

@@ -99,9 +99,12 @@ class RunLog:
 
     def settle_dead_attempts(
         self, statuses: Sequence[MigrationStatus], open_attempts: Sequence[LogEntry], lock: Any
-    ) -> None:
+    ) -> bool:
         """Close what dead runs left open: finished steps logged as such, the step each
-        was on as interrupted, and the claims they never started dropped."""
+        was on as interrupted, and the claims they never started dropped.
+
+        :returns: whether any open attempt changed.
+        """
         finished, interrupted, unstarted = planning.dead_attempts(statuses, open_attempts, lock)
         completed = [
             self.outcome(
@@ -126,6 +129,7 @@ class RunLog:
         closed = [a.filename for a in (*finished, *unstarted)]
         if closed:
             self.hooks.store_call(self.store.close_attempts, closed)
+        return bool(closed or stopped)
 
 
 @dataclass
