@@ -1,5 +1,5 @@
-"""``python -m alley``: the same as the ``alley`` command."""
+"""``python -m alley``: the same as the ``alley`` command, fast ``--help`` included."""
 
-from alley.cli import run
+from alley.entry import run
 
 run()
