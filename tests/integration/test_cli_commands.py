@@ -221,3 +221,24 @@ def test_plugins_lists_the_defaults(project: Project) -> None:
     names = {p["name"]: p for p in json.loads(result.stdout)}
     assert {"filesystem", "ordering", "python", "mongoengine", "mongo-history"} <= names.keys()
     assert "alley_history_store" in names["mongo-history"]["hooks"]
+
+
+def test_checksums_are_cached_by_content_and_an_edit_is_checksummed_anew(
+    project: Project,
+) -> None:
+    for number in (1, 2, 3):
+        project.counter(f"{number:04}_m.py")
+    assert project.alley("up").returncode == 0
+    cache = project.root / ".alley-cache"  # ALLEY_CACHE_DIR of Project's commands
+    (cached,) = cache.glob("checksums-v1-py*.txt")
+    assert len(cached.read_text().splitlines()) == 3
+    written = cached.stat().st_mtime_ns
+
+    assert project.alley("status").returncode == 0
+    assert cached.stat().st_mtime_ns == written  # every checksum was found: nothing written
+
+    project.write("0002_m.py", up="db.other.insert_one({})")
+    status = project.alley("status")
+
+    assert "changed" in status.stdout  # the edit is seen as drift, never hidden by the cache
+    assert len(cached.read_text().splitlines()) == 4
