@@ -141,8 +141,7 @@ class LogEntry:
     run's first step until its outcome is logged, and after it failed or was
     interrupted, each step's attempt is also *open*: kept by the store under the
     migration's filename, which only one run at a time can hold. The ``step`` key
-    (``up:0003_x.py:<run id>``) ties an open attempt to its log entry; ``seq`` orders
-    a run's attempts as its plan does.
+    (``up:0003_x.py:<run id>``) ties an open attempt to its log entry.
     """
 
     step: str

@@ -253,7 +253,11 @@ def runs_of(
         by_run.setdefault(attempt.holder.run_id, []).append(attempt)
     runs = []
     for run_id, attempts in by_run.items():
-        attempts.sort(key=lambda a: a.seq)  # stable: equal seqs keep the store's order
+        # Plan order (up: ascending ids, down: descending). Not seq: an attempt that
+        # failed or was interrupted carries its outcome's seq, later than any claim's.
+        attempts.sort(
+            key=lambda a: a.migration_id if a.direction is Direction.UP else -a.migration_id
+        )
         finished: list[LogEntry] = []
         current: LogEntry | None = None
         unstarted: list[LogEntry] = []

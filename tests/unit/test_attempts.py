@@ -158,7 +158,7 @@ def test_claims_after_a_failed_step_never_started_and_the_failure_stays() -> Non
     current = statuses(record(1, "dead-run"), count=4)
     claims = [
         attempt(1, Event.STARTED, DEAD),
-        attempt(2, Event.FAILED, DEAD),
+        attempt(2, Event.FAILED, DEAD, seq=9),  # its outcome's seq: after every claim's
         attempt(3, Event.STARTED, DEAD),
         attempt(4, Event.STARTED, DEAD),
     ]

@@ -372,11 +372,20 @@ def run_importtime(args: list[str], cwd: Path) -> subprocess.CompletedProcess[st
     )
 
 
-def test_help_does_not_import_pymongo_or_mongoengine(clean_environment: Path) -> None:
+def test_help_imports_neither_typer_nor_the_driver(clean_environment: Path) -> None:
     result = run_importtime(["--help"], clean_environment)
     assert result.returncode == 0, result.stderr
     assert "Exit codes" in result.stdout
-    assert re.search(r"\|\s+alley\.cli$", result.stderr, re.MULTILINE)  # the grep can see
+    assert re.search(r"\|\s+alley\.entry$", result.stderr, re.MULTILINE)  # the grep can see
+    assert not re.search(r"\|\s+typer$", result.stderr, re.MULTILINE)
+    assert not DRIVER_IMPORT.findall(result.stderr)
+
+
+def test_command_help_does_not_import_pymongo_or_mongoengine(clean_environment: Path) -> None:
+    result = run_importtime(["status", "--help"], clean_environment)
+    assert result.returncode == 0, result.stderr
+    assert "--check" in result.stdout
+    assert re.search(r"\|\s+alley\.cli$", result.stderr, re.MULTILINE)
     assert not DRIVER_IMPORT.findall(result.stderr)
 
 
