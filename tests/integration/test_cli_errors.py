@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import pytest
+
 from conftest import Project
 
 USAGE, CONFIG, CONNECTION, FAILED, INTEGRITY = 2, 3, 4, 1, 6

@@ -14,9 +14,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import Project
 
 from alley.testing import Credentials, Server, start_server
+from conftest import Project
 
 USER, PASSWORD, AUTH_DB = "deployer", "pa55-W0rd!", "admin"
 
