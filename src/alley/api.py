@@ -404,11 +404,14 @@ def history(
     ``started``; only one migration's entries when ``target`` is given."""
     project = project or Project(settings)
     logged: list[LogEntry] = project.call(project.store.read_log)
-    lock = project.call(project.store.lock_state)
+    try:
+        migrations = project.migrations()
+    except MigrationsFolderMissing:
+        migrations = []  # the log is in the database: readable without the files
     runs = planning.runs_of(
-        planning.reconcile(project.migrations(), project.call(project.store.read)),
+        planning.reconcile(migrations, project.call(project.store.read)),
         project.call(project.store.read_open),
-        lock,
+        project.call(project.store.lock_state),
     )
     on = [r.current for r in runs if r.current is not None and r.current.event is Event.STARTED]
     entries = sorted([*logged, *on], key=lambda e: e.at)

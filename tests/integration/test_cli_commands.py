@@ -242,3 +242,18 @@ def test_checksums_are_cached_by_content_and_an_edit_is_checksummed_anew(
 
     assert "changed" in status.stdout  # the edit is seen as drift, never hidden by the cache
     assert len(cached.read_text().splitlines()) == 4
+
+
+def test_history_is_read_from_the_database_even_without_the_files(
+    project: Project, tmp_path: Any
+) -> None:
+    project.counter("0001_m.py")
+    assert project.alley("up").returncode == 0
+    elsewhere = tmp_path / "no-migrations-here"
+    elsewhere.mkdir()
+
+    history = project.alley(str(elsewhere), "history")
+
+    assert history.returncode == 0, history.output
+    assert "succeeded" in history.stdout
+    assert "0001_m.py" in history.stdout
