@@ -11,11 +11,13 @@ history read *after* taking it, so a deploy that waited finds the work done.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from alley import planning
@@ -148,6 +150,8 @@ class Session:
 
     def run(self, plan: Plan, *, fake: bool, on_step: StepCallback | None) -> RunReport:
         project = self.project
+        if not fake:
+            _prepend_sys_path(project.settings.sys_path)
         steps = run_plan(
             plan,
             hooks=project.hooks,
@@ -159,6 +163,16 @@ class Session:
             on_step=on_step,
         )
         return RunReport(plan.direction, steps)
+
+
+def _prepend_sys_path(folders: Sequence[Path]) -> None:
+    """Let migrations import the project's own code, as they could when run with
+    ``python -m`` from the project's root; the ``alley`` script's own folder is first
+    on sys.path otherwise."""
+    for folder in reversed(folders):
+        entry = str(folder)
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,9 @@ class Settings:
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S
     disable_plugins: tuple[str, ...] = ()
     load_plugins: tuple[str, ...] | None = None  # installed plugins to load; None: all
+    # Folders put first on sys.path before migrations load, so they can import the
+    # project's code (Alembic's prepend_sys_path).
+    sys_path: tuple[Path, ...] = ()
     cwd: Path = field(default_factory=Path.cwd)
     options: Mapping[str, Any] = field(default_factory=dict)
     origins: Mapping[str, str] = field(default_factory=dict)
@@ -193,8 +196,9 @@ def load_settings(
         load_plugins = _names((cli or {})["load_plugins"])
 
     _drop_outranked_url_parts(values, origins)
+    path = _path(values.get("path"), cwd, origins.get("path"))
     return Settings(
-        path=_path(values.get("path"), cwd, origins.get("path")),
+        path=path,
         url=_url(values.get("url")),
         database=values.get("database") or None,
         username=values.get("username") or None,
@@ -209,10 +213,39 @@ def load_settings(
         ),
         disable_plugins=tuple(dict.fromkeys(disabled)),
         load_plugins=load_plugins,
+        sys_path=_sys_path(options, pyproject, environ, cwd, path),
         cwd=cwd,
         options={**options, **_option_pairs((cli or {}).get("options") or ())},
         origins=origins,
     )
+
+
+def _sys_path(
+    options: Mapping[str, Any],
+    pyproject: Path | None,
+    environ: Mapping[str, str],
+    cwd: Path,
+    path: Path | None,
+) -> tuple[Path, ...]:
+    """``ALLEY_SYS_PATH`` (``os.pathsep``-separated, relative to the current directory),
+    else ``sys_path`` in ``[tool.alley]`` (relative to that file), else the project's
+    root: the folder of the nearest pyproject.toml, else PATH, else the current
+    directory."""
+    if "ALLEY_SYS_PATH" in environ:
+        folders = [f for f in environ["ALLEY_SYS_PATH"].split(os.pathsep) if f.strip()]
+        return tuple((cwd / folder).resolve() for folder in folders)
+    if pyproject is not None and "sys_path" in options:
+        value = options["sys_path"]
+        folders = [value] if isinstance(value, str) else value
+        if not isinstance(folders, list) or not all(isinstance(f, str) for f in folders):
+            raise ConfigError(
+                f"sys_path in {pyproject} must be a list of folders",
+                hint='e.g. sys_path = ["src"]',
+            )
+        return tuple((pyproject.parent / folder).resolve() for folder in folders)
+    if pyproject is not None:
+        return (pyproject.parent,)
+    return (path or cwd,)
 
 
 def _rank(origin: str | None) -> int:

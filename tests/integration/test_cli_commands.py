@@ -257,3 +257,51 @@ def test_history_is_read_from_the_database_even_without_the_files(
     assert history.returncode == 0, history.output
     assert "succeeded" in history.stdout
     assert "0001_m.py" in history.stdout
+
+
+def test_migrations_import_the_projects_own_code(project: Project, mongo_db: Any) -> None:
+    # The alley script's own folder, not the current one, is first on sys.path: the
+    # project's root (where pyproject.toml is, else the current folder) is put first.
+    package = project.root / "myapp"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "settings.py").write_text("DEFAULT_PLAN = 'free'\n")
+    project.write(
+        "0001_default_plan.py",
+        header="from myapp.settings import DEFAULT_PLAN\n",
+        up="db.plans.insert_one({'_id': 'default', 'name': DEFAULT_PLAN})",
+    )
+
+    project.write("0002_again.py", header="import myapp.settings\n")
+
+    from_root = project.alley("up", "1")  # no pyproject.toml: the current folder
+    (project.root / "pyproject.toml").write_text("[project]\nname = 'myapp'\n")
+    from_inside = project.alley("up", cwd=project.root / "migrations")
+
+    assert from_root.returncode == 0, from_root.output
+    assert mongo_db.plans.find_one({"_id": "default"}) == {"_id": "default", "name": "free"}
+    assert from_inside.returncode == 0, from_inside.output
+    assert "0002_again.py" in from_inside.stdout
+
+
+def test_a_src_layout_is_importable_with_sys_path_in_pyproject(
+    project: Project, mongo_db: Any
+) -> None:
+    (project.root / "pyproject.toml").write_text('[tool.alley]\nsys_path = ["src"]\n')
+    (project.root / "src" / "shop").mkdir(parents=True)
+    (project.root / "src" / "shop" / "__init__.py").write_text("CURRENCY = 'EUR'\n")
+    project.write(
+        "0001_currency.py",
+        up="from shop import CURRENCY\ndb.config.insert_one({'_id': 'currency', 'v': CURRENCY})",
+    )
+
+    assert project.alley("up").returncode == 0
+    assert mongo_db.config.find_one({"_id": "currency"}) == {"_id": "currency", "v": "EUR"}
+
+    unset = project.alley("down", "1", env={"ALLEY_SYS_PATH": ""})
+    assert unset.returncode == 0  # down does not import it
+
+    project.write("0001_currency.py", up="from shop import CURRENCY")
+    refused = project.alley("up", "--allow-drift", env={"ALLEY_SYS_PATH": ""})
+    assert refused.returncode == 1, refused.output
+    assert "ModuleNotFoundError: No module named 'shop'" in refused.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -422,3 +423,40 @@ def test_which_installed_plugins_load(tmp_path: Path) -> None:
         {"load_plugins": ()}, environ={"ALLEY_LOAD_PLUGINS": "c"}, cwd=tmp_path
     )
     assert from_cli.load_plugins == ()
+
+
+# --- sys_path: what migrations can import ---------------------------------------------
+
+
+def test_sys_path_defaults_to_the_project_root(tmp_path: Path) -> None:
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    assert load_settings(environ={}, cwd=deep).sys_path == (deep.resolve(),)  # no pyproject
+    with_path = load_settings({"path": str(tmp_path)}, environ={}, cwd=deep)
+    assert with_path.sys_path == (tmp_path.resolve(),)  # PATH
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'app'\n")
+    assert load_settings(environ={}, cwd=deep).sys_path == (tmp_path.resolve(),)
+
+
+def test_sys_path_from_config_is_relative_to_its_file(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.alley]\nsys_path = ["src", "."]\n')
+    inner = tmp_path / "src"
+    inner.mkdir()
+    settings = load_settings(environ={}, cwd=inner)
+    assert settings.sys_path == (inner.resolve(), tmp_path.resolve())
+
+
+def test_sys_path_from_the_environment_wins_and_empty_means_none(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.alley]\nsys_path = ["src"]\n')
+    environ = {"ALLEY_SYS_PATH": f"lib{os.pathsep}/opt/app"}
+    assert load_settings(environ=environ, cwd=tmp_path).sys_path == (
+        (tmp_path / "lib").resolve(),
+        Path("/opt/app"),
+    )
+    assert load_settings(environ={"ALLEY_SYS_PATH": ""}, cwd=tmp_path).sys_path == ()
+
+
+def test_sys_path_that_is_not_a_list_of_folders_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.alley]\nsys_path = [1]\n")
+    with pytest.raises(ConfigError, match=r"sys_path .* must be a list of folders"):
+        load_settings(environ={}, cwd=tmp_path)
