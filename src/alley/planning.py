@@ -198,13 +198,15 @@ def _require_known(statuses: Sequence[MigrationStatus], target: int) -> None:
 # -------------------------------------------------------------------------
 
 
-def _status_of(statuses: Sequence[MigrationStatus], filename: str) -> MigrationStatus | None:
+def _by_filename(statuses: Sequence[MigrationStatus]) -> dict[str, MigrationStatus]:
+    """Each status under its recorded and its current filename (they differ after a
+    rename); the first status wins, as in a scan."""
+    found: dict[str, MigrationStatus] = {}
     for status in statuses:
-        if status.filename == filename or (
-            status.migration is not None and status.migration.filename == filename
-        ):
-            return status
-    return None
+        found.setdefault(status.filename, status)
+        if status.migration is not None:
+            found.setdefault(status.migration.filename, status)
+    return found
 
 
 def finished_by_its_run(attempt: LogEntry, status: MigrationStatus | None) -> bool:
@@ -248,6 +250,7 @@ def runs_of(
     """Group open attempts by the run that opened them and classify each (see
     :class:`RunAttempts`)."""
     live_run = lock.holder.run_id if lock is not None and not lock.free else None
+    status_of = _by_filename(statuses)
     by_run: dict[str, list[LogEntry]] = {}
     for attempt in open_attempts:
         by_run.setdefault(attempt.holder.run_id, []).append(attempt)
@@ -265,7 +268,7 @@ def runs_of(
             if current is not None:
                 unstarted.append(attempt)
             elif attempt.event is Event.STARTED and finished_by_its_run(
-                attempt, _status_of(statuses, attempt.filename)
+                attempt, status_of.get(attempt.filename)
             ):
                 finished.append(attempt)
             else:
