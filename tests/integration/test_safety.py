@@ -189,6 +189,30 @@ def test_a_stalled_racer_inserting_a_pruned_generation_does_not_get_the_lock(
     assert result.holder == first  # the racer sees it does not hold the lock
 
 
+def test_claiming_a_plan_is_all_or_nothing_and_names_the_conflict(mongo_db: Any) -> None:
+    from alley.errors import IntegrityError
+    from alley.model import Direction, Event, Holder, LogEntry
+    from alley_plugins.mongo_history import MongoHistoryStore
+
+    def claim(number: int, holder: Holder) -> LogEntry:
+        name = f"{number:04}_m.py"
+        return LogEntry(
+            f"up:{name}:{holder.run_id}", Event.STARTED, number, name, Direction.UP,
+            datetime(2026, 1, 1), holder, seq=number,
+        )  # fmt: skip
+
+    store = MongoHistoryStore(mongo_db)
+    other = Holder("other-run", "h", 1, "u", "0", "up")
+    mine = Holder("my-run", "h", 2, "u", "0", "up")
+    store.open_attempts([claim(2, other)])
+
+    with pytest.raises(IntegrityError, match=r"0002_m\.py: another run has an attempt at it open"):
+        store.open_attempts([claim(n, mine) for n in (1, 2, 3)])
+
+    left = {d["_id"]: d["holder"]["run_id"] for d in mongo_db.db_migrations_open.find()}
+    assert left == {"0002_m.py": "other-run"}  # its own claim 0001 taken back, 0003 never made
+
+
 # -------------------------------------------------------------------------
 # Crashes and pauses
 # -------------------------------------------------------------------------
