@@ -1,5 +1,6 @@
 """``python -m alley.testing``: provide a server by the test rules and keep it up.
 
+The kind of server follows ``ALLEY_TEST_SERVER`` (or ``--server``) like the tests do.
 Prints ``ALLEY_TEST_MONGODB_URI=<uri>`` and ``ALLEY_URL=<uri>`` on stdout (so another
 shell can ``export`` either), then a human line on stderr, and stays up until Ctrl-C or
 SIGTERM, then stops the server and exits 0.
@@ -13,7 +14,14 @@ import sys
 import threading
 from types import FrameType
 
-from alley.testing.server import Credentials, ServerUnavailable, start_server
+from alley.testing.server import (
+    ALL_KINDS,
+    SERVER_ENV,
+    Credentials,
+    ServerKind,
+    ServerUnavailable,
+    start_server,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--username", help="start with authentication and this user")
     parser.add_argument("--password", help="password of --username")
     parser.add_argument("--auth-database", default="admin", help="database of the user")
+    parser.add_argument(
+        "--server",
+        choices=ALL_KINDS,
+        help=f"the kind of server (default: ${SERVER_ENV}, else uri, mongod, ferretdb)",
+    )
     args = parser.parse_args(argv)
     credentials = None
     if args.username or args.password:
@@ -40,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        server = start_server(credentials=credentials)
+        kinds: tuple[ServerKind, ...] | None = (args.server,) if args.server else None
+        server = start_server(kinds=kinds, credentials=credentials)
     except ServerUnavailable as exc:
         print(f"alley.testing: {exc}", file=sys.stderr)
         return 1

@@ -1,10 +1,20 @@
 """pytest fixtures giving tests a real MongoDB-wire-compatible server.
 
 Registered through the ``pytest11`` entry point ``alley``. Nothing starts until a test
-asks for one of the fixtures: ``mongodb_server``, ``mongodb_uri``, ``mongo_client``
-(session scope), ``mongo_db`` and ``mongo_db_uri`` (one fresh database per test).
-When no server can be provided the fixtures raise :class:`ServerUnavailable`, so the
-tests **error** with a message saying how to provide one; they are never skipped.
+asks for one of the fixtures: ``mongodb_server``, ``mongodb_uri``, ``mongo_client``,
+``server_capabilities`` (session scope), ``mongo_db`` and ``mongo_db_uri`` (one fresh
+database per test). When no server can be provided the fixtures raise
+:class:`ServerUnavailable`, so the tests **error** with a message saying how to provide
+one; they are never skipped.
+
+A test that needs something not every test server has says so, and is skipped with a
+reason naming the capability and the server where it is missing::
+
+    @pytest.mark.requires("atomic_compare_and_swap")
+    def test_racing_lock(mongo_db): ...
+
+    def test_other(server_capabilities):
+        server_capabilities.require("transactions")
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from alley.testing.capabilities import Capabilities
 from alley.testing.server import Server, start_server
 
 if TYPE_CHECKING:
@@ -24,6 +35,15 @@ if TYPE_CHECKING:
     from pymongo.database import Database
 
 _SERVER = pytest.StashKey[Server]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``requires`` marker (so ``--strict-markers`` accepts it)."""
+    config.addinivalue_line(
+        "markers",
+        "requires(*capabilities): skip unless the test server has these capabilities "
+        f"(alley.testing.Capabilities: {', '.join(Capabilities.names())})",
+    )
 
 
 def _log_to_terminal(message: str) -> None:
@@ -45,6 +65,24 @@ def mongodb_server(request: pytest.FixtureRequest) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def server_capabilities(mongodb_server: Server) -> Capabilities:
+    """What the session's server can do; ``.require(name, ...)`` skips the test otherwise."""
+    return mongodb_server.capabilities
+
+
+@pytest.fixture(autouse=True)
+def _alley_requires_capabilities(request: pytest.FixtureRequest) -> None:
+    """Skip a test marked ``@pytest.mark.requires(...)`` on a server lacking any of them.
+
+    Costs nothing (and starts no server) for tests without the marker.
+    """
+    names = [name for mark in request.node.iter_markers("requires") for name in mark.args]
+    if names:
+        capabilities: Capabilities = request.getfixturevalue("server_capabilities")
+        capabilities.require(*names)
 
 
 @pytest.fixture(scope="session")
@@ -105,3 +143,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     server = config.stash.get(_SERVER, None)
     if server is not None:
         terminalreporter.write_line(f"alley.testing: {server.description}")
+        missing = server.capabilities.missing()
+        if missing:
+            terminalreporter.write_line(
+                f"alley.testing: {server.capabilities.server} lacks {', '.join(missing)}"
+            )

@@ -1,12 +1,16 @@
-"""Provide a real MongoDB-wire-compatible server: an external URI, a ``mongod`` or FerretDB.
+"""Provide a real MongoDB-wire-compatible server: an external URI, a ``mongod``, FerretDB
+or mongo-java-server.
 
-The order is fixed (``docs/testing.md``):
+``ALLEY_TEST_SERVER`` (``uri``, ``mongod``, ``ferretdb`` or ``mongo-java-server``)
+chooses one kind. Unset, the order is fixed (``docs/testing.md``):
 
 1. ``ALLEY_TEST_MONGODB_URI`` if set, used as is;
 2. a ``mongod`` on ``PATH``, started on a free loopback port in a temporary directory;
 3. FerretDB 1.24.2 with its SQLite backend: a ``ferretdb`` on ``PATH`` that reports
    v1.24.x, the cached binary, or one built once with the machine's ``go``;
 4. otherwise :class:`ServerUnavailable`, whose message says how to provide a server.
+
+mongo-java-server (``alley.testing.mongo_java_server``) is used only when chosen.
 
 Only the standard library is imported at module level; pymongo is imported inside the
 functions that talk to a server, so importing the pytest plugin costs nothing.
@@ -32,26 +36,39 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+from alley.testing.capabilities import (
+    FERRETDB_1_SQLITE,
+    MONGOD_STANDALONE,
+    UNKNOWN_SERVER,
+    Capabilities,
+    capabilities_from_server_info,
+)
 
 if TYPE_CHECKING:
     from pymongo import MongoClient
 
 __all__ = [
     "ALL_KINDS",
+    "DEFAULT_KINDS",
     "FERRETDB_MODULE",
     "FERRETDB_VERSION",
+    "SERVER_ENV",
     "URI_ENV",
+    "Capabilities",
     "Credentials",
     "Log",
     "Server",
     "ServerKind",
     "ServerUnavailable",
     "build_ferretdb",
+    "cache_root",
     "ferretdb_cache_path",
     "find_ferretdb",
     "provide_server",
+    "selected_kinds",
     "start_server",
     "uri_with_database",
 ]
@@ -59,12 +76,16 @@ __all__ = [
 FERRETDB_VERSION = "v1.24.2"
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 URI_ENV = "ALLEY_TEST_MONGODB_URI"
+SERVER_ENV = "ALLEY_TEST_SERVER"
 MIN_GO = (1, 24)
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 
-ServerKind = Literal["uri", "mongod", "ferretdb"]
-ALL_KINDS: tuple[ServerKind, ...] = ("uri", "mongod", "ferretdb")
+ServerKind = Literal["uri", "mongod", "ferretdb", "mongo-java-server"]
+#: Every kind, in the order they are tried when several are allowed.
+ALL_KINDS: tuple[ServerKind, ...] = ("uri", "mongod", "ferretdb", "mongo-java-server")
+#: The kinds tried when neither the caller nor ``ALLEY_TEST_SERVER`` chooses.
+DEFAULT_KINDS: tuple[ServerKind, ...] = ("uri", "mongod", "ferretdb")
 Log = Callable[[str], None]
 
 HOW_TO_PROVIDE = (
@@ -72,7 +93,8 @@ HOW_TO_PROVIDE = (
     "Provide one of: (1) set ALLEY_TEST_MONGODB_URI to a running MongoDB "
     "(e.g. mongodb://127.0.0.1:27017/); (2) put `mongod` on PATH; "
     "(3) install Go >= 1.24 so FerretDB 1.24.2 can be built once into {cache} "
-    "(or put a `ferretdb` 1.24 binary on PATH or at that path)."
+    "(or put a `ferretdb` 1.24 binary on PATH or at that path); "
+    "or (4) set ALLEY_TEST_SERVER=mongo-java-server with Java >= 17 and Maven on PATH."
 )
 
 
@@ -100,8 +122,9 @@ class Server:
 
     ``uri`` is connectable as is (it carries the credentials when the server was asked
     for some); ``kind`` says how it was provided; ``version`` is the server's version
-    (FerretDB's own version for FerretDB, ``buildInfo.version`` otherwise);
-    ``description`` is one line for reports.
+    (FerretDB's own version for FerretDB, mongo-java-server's for it,
+    ``buildInfo.version`` otherwise); ``description`` is one line for reports;
+    ``capabilities`` says what it can do (``alley.testing.capabilities``).
     """
 
     uri: str
@@ -112,6 +135,7 @@ class Server:
     credentials: Credentials | None = None
     pid: int | None = None
     workdir: Path | None = None
+    capabilities: Capabilities = UNKNOWN_SERVER
     _stopper: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def stop(self) -> None:
@@ -311,11 +335,16 @@ class _Process:
 # ------------------------------------------------------------------------ FerretDB
 
 
-def ferretdb_cache_path(env: Mapping[str, str] | None = None) -> Path:
-    """``$XDG_CACHE_HOME/alley/ferretdb-1.24.2/ferretdb`` (default ``~/.cache``)."""
+def cache_root(env: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CACHE_HOME/alley`` (default ``~/.cache/alley``): where servers are built."""
     env = os.environ if env is None else env
     base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "alley" / f"ferretdb-{FERRETDB_VERSION.lstrip('v')}" / "ferretdb"
+    return Path(base) / "alley"
+
+
+def ferretdb_cache_path(env: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CACHE_HOME/alley/ferretdb-1.24.2/ferretdb`` (default ``~/.cache``)."""
+    return cache_root(env) / f"ferretdb-{FERRETDB_VERSION.lstrip('v')}" / "ferretdb"
 
 
 def _ferretdb_version(binary: str | Path) -> str | None:
@@ -364,8 +393,15 @@ def _go_version(go: str) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def _run_logged(argv: list[str], cwd: Path, env: Mapping[str, str], log: Log) -> str:
-    """Run a build step, copying its output to ``log`` line by line; return the output."""
+def _run_logged(
+    argv: list[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    log: Log,
+    what: str = f"FerretDB {FERRETDB_VERSION}",
+) -> str:
+    """Run a step of building ``what``, copying its output to ``log`` line by line;
+    return the output."""
     log("$ " + " ".join(argv))
     proc = subprocess.Popen(
         argv,
@@ -383,7 +419,7 @@ def _run_logged(argv: list[str], cwd: Path, env: Mapping[str, str], log: Log) ->
         log("  " + line.rstrip("\n"))
     if proc.wait() != 0:
         raise ServerUnavailable(
-            f"building FerretDB {FERRETDB_VERSION} failed: `{' '.join(argv)}` exited with "
+            f"building {what} failed: `{' '.join(argv)}` exited with "
             f"status {proc.returncode}; last output:\n{''.join(lines[-20:])}"
         )
     return "".join(lines)
@@ -529,6 +565,7 @@ def _start_ferretdb(
             credentials=credentials,
             pid=process.proc.pid,
             workdir=tmp,
+            capabilities=FERRETDB_1_SQLITE,
             _stopper=process.stop,
         )
         return server
@@ -612,6 +649,7 @@ def _start_mongod(
             credentials=credentials,
             pid=process.proc.pid,
             workdir=tmp,
+            capabilities=MONGOD_STANDALONE,
             _stopper=process.stop,
         )
     raise AssertionError("unreachable")  # pragma: no cover
@@ -620,23 +658,42 @@ def _start_mongod(
 # ----------------------------------------------------------------------------- URI
 
 
+def _hello(uri: str, timeout_ms: int = 5000) -> dict[str, Any] | None:
+    """The server's ``hello`` answer, or ``None`` if it does not know the command."""
+    from pymongo.errors import OperationFailure
+
+    client = _client(uri, timeout_ms)
+    try:
+        return dict(client.admin.command("hello"))
+    except OperationFailure:
+        return None
+    finally:
+        client.close()
+
+
 def _use_uri(uri: str, credentials: Credentials | None) -> Server:
     from pymongo.errors import PyMongoError
 
     try:
         info = _build_info(uri)
+        hello = _hello(uri)
     except PyMongoError as exc:
         raise ServerUnavailable(
             f"{URI_ENV} is set to {_redact(uri)}, but that server does not answer: {exc}"
         ) from exc
+    capabilities = capabilities_from_server_info(info, hello)
     stopper: Callable[[], None] | None = None
     if credentials is not None:
         stopper = _create_user(uri, credentials)
         uri = _with_credentials(uri, credentials)
     ferret = info.get("ferretdbVersion")
+    mongo_java_server = info.get("mongoJavaServerVersion")
     if ferret:
         version = str(ferret)
         what = f"FerretDB {version}"
+    elif mongo_java_server:
+        version = str(mongo_java_server)
+        what = f"mongo-java-server {version}"
     else:
         version = str(info.get("version", "unknown"))
         what = f"MongoDB {version}"
@@ -647,6 +704,7 @@ def _use_uri(uri: str, credentials: Credentials | None) -> Server:
         description=f"{what} from {URI_ENV} at {_redact(uri)}",
         ferretdb=bool(ferret),
         credentials=credentials,
+        capabilities=capabilities,
         _stopper=stopper,
     )
 
@@ -654,9 +712,46 @@ def _use_uri(uri: str, credentials: Credentials | None) -> Server:
 # ------------------------------------------------------------------------- public
 
 
+def selected_kinds(
+    env: Mapping[str, str] | None = None, kinds: Collection[ServerKind] | None = None
+) -> tuple[ServerKind, ...]:
+    """The kinds to try, in order: ``kinds`` if given, else the one ``ALLEY_TEST_SERVER``
+    names, else :data:`DEFAULT_KINDS`.
+
+    :raises ServerUnavailable: ``ALLEY_TEST_SERVER`` names no kind.
+    """
+    if kinds is not None:
+        return tuple(kind for kind in ALL_KINDS if kind in kinds)
+    env = os.environ if env is None else env
+    chosen = env.get(SERVER_ENV, "").strip().lower()
+    if not chosen:
+        return DEFAULT_KINDS
+    if chosen not in ALL_KINDS:
+        raise ServerUnavailable(
+            f"{SERVER_ENV}={chosen!r} is not a kind of server alley.testing provides; "
+            f"use one of {', '.join(ALL_KINDS)} (or unset it for the default order "
+            f"{', '.join(DEFAULT_KINDS)})"
+        )
+    return (cast(ServerKind, chosen),)
+
+
+def _unavailable(kinds: tuple[ServerKind, ...], env: Mapping[str, str], why: str = "") -> str:
+    from alley.testing.mongo_java_server import mongo_java_server_cache_dir
+
+    how = HOW_TO_PROVIDE.format(cache=ferretdb_cache_path(env))
+    chosen = f" ({SERVER_ENV}={env[SERVER_ENV]})" if env.get(SERVER_ENV, "").strip() else ""
+    if kinds == DEFAULT_KINDS:
+        return f"{why} {how}".strip()
+    return (
+        f"no server of the kinds {', '.join(kinds)}{chosen} is available"
+        f"{': ' + why if why else ''}. {how} mongo-java-server is built once into "
+        f"{mongo_java_server_cache_dir(env)}."
+    )
+
+
 def start_server(
     *,
-    kinds: Collection[ServerKind] = ALL_KINDS,
+    kinds: Collection[ServerKind] | None = None,
     credentials: Credentials | None = None,
     env: Mapping[str, str] | None = None,
     build: bool = True,
@@ -664,39 +759,55 @@ def start_server(
 ) -> Server:
     """Provide a server by the fixed order; the caller must call ``Server.stop()``.
 
-    :param kinds: the ways allowed, in the fixed order (e.g. ``("ferretdb",)``).
+    :param kinds: the ways allowed, in the fixed order (e.g. ``("ferretdb",)``); by
+        default the one ``ALLEY_TEST_SERVER`` names, else ``uri``, ``mongod``,
+        ``ferretdb`` (:func:`selected_kinds`).
     :param credentials: a user the server must know. FerretDB is started with
         ``--test-enable-new-auth`` and this setup user; on a ``mongod`` or an external
-        URI the user is created with ``createUser`` (and dropped again for a URI).
+        URI the user is created with ``createUser`` (and dropped again for a URI);
+        mongo-java-server has no users (:class:`ServerUnavailable`).
     :param env: the environment to read (``os.environ`` by default).
-    :param build: allow building FerretDB with Go when no binary is found.
+    :param build: allow building FerretDB with Go (mongo-java-server with Maven) when
+        no build is found.
     :param log: where progress lines go (stderr by default).
     :raises ServerUnavailable: no way to provide a server, or it failed to start.
     """
     env = os.environ if env is None else env
-    uri = env.get(URI_ENV) if "uri" in kinds else None
-    if uri:
-        return _use_uri(uri, credentials)
-    mongod = shutil.which("mongod", path=env.get("PATH")) if "mongod" in kinds else None
-    if mongod:
-        return _start_mongod(mongod, credentials, env, log)
-    if "ferretdb" not in kinds:
-        raise ServerUnavailable(
-            f"no server of the kinds {sorted(kinds)} is available. "
-            + HOW_TO_PROVIDE.format(cache=ferretdb_cache_path(env))
-        )
-    binary = find_ferretdb(env)
-    if binary is None:
-        if not build or shutil.which("go", path=env.get("PATH")) is None:
-            raise ServerUnavailable(HOW_TO_PROVIDE.format(cache=ferretdb_cache_path(env)))
-        binary = build_ferretdb(env=env, log=log)
-    return _start_ferretdb(binary, credentials, env, log)
+    order = selected_kinds(env, kinds)
+    why = ""
+    if "uri" in order:
+        uri = env.get(URI_ENV)
+        if uri:
+            return _use_uri(uri, credentials)
+        why = f"{URI_ENV} is not set"
+    if "mongod" in order:
+        mongod = shutil.which("mongod", path=env.get("PATH"))
+        if mongod:
+            return _start_mongod(mongod, credentials, env, log)
+        why = "no `mongod` on PATH"
+    if "ferretdb" in order:
+        binary = find_ferretdb(env)
+        if binary is None and build and shutil.which("go", path=env.get("PATH")) is not None:
+            binary = build_ferretdb(env=env, log=log)
+        if binary is not None:
+            return _start_ferretdb(binary, credentials, env, log)
+        why = "no FerretDB 1.24 binary and no `go` to build one"
+    if "mongo-java-server" in order:
+        from alley.testing import mongo_java_server as mjs
+
+        folder = mjs.find_mongo_java_server(env)
+        if folder is None and not build:
+            why = f"mongo-java-server is not built in {mjs.mongo_java_server_cache_dir(env)}"
+        else:
+            folder = folder or mjs.build_mongo_java_server(env=env, log=log)
+            return mjs.start_mongo_java_server(folder, credentials=credentials, env=env, log=log)
+    raise ServerUnavailable(_unavailable(order, env, why if len(order) == 1 else ""))
 
 
 @contextlib.contextmanager
 def provide_server(
     *,
-    kinds: Collection[ServerKind] = ALL_KINDS,
+    kinds: Collection[ServerKind] | None = None,
     credentials: Credentials | None = None,
     env: Mapping[str, str] | None = None,
     build: bool = True,
