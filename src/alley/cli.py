@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 from typing import Annotated, Any
 
 import typer
@@ -20,7 +21,8 @@ from alley.errors import AlleyError, ExitCode
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok · 1 migration failed · 2 usage · 3 configuration/discovery · "
     "4 connection/authentication · 5 lock busy · 6 integrity (drift, out of order) · "
-    "7 pending work (status --check) · 8 plugin error · 70 internal error · 130 interrupted."
+    "7 pending work (status --check) · 8 plugin error · 9 a step finished after the "
+    "lock was lost · 70 internal error · 130 interrupted."
 )
 
 
@@ -198,8 +200,8 @@ def status(
     """Show applied migrations (with dates) and the ones pending execution."""
     from alley import api, render
 
-    report = api.status(ctx.obj)
-    render.warnings_(report.warnings)
+    report = api.status(ctx.obj, check=check)
+    render.notes(report.notes)
     if as_json:
         render.print_json(render.status_data(report))
     else:
@@ -207,6 +209,11 @@ def status(
     if check and report.pending:
         raise typer.Exit(ExitCode.PENDING)
 
+
+RetryOption = Annotated[
+    bool,
+    typer.Option("--retry", help="Run again a step that failed after writing (check it first)."),
+]
 
 PlanOption = Annotated[
     bool,
@@ -230,14 +237,20 @@ def up(
     allow_drift: Annotated[
         bool, typer.Option("--allow-drift", help="Run although applied files changed.")
     ] = False,
+    retry: RetryOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Run pending migrations in id order."""
+    """Run pending migrations in order."""
     from alley import api, render
 
     if plan:
         planned = api.plan_up(
-            ctx.obj, migration_id, allow_out_of_order=allow_out_of_order, allow_drift=allow_drift
+            ctx.obj,
+            migration_id,
+            allow_out_of_order=allow_out_of_order,
+            allow_drift=allow_drift,
+            retry=retry,
+            fake=fake,
         )
         _show_plan(planned, as_json)
         return
@@ -247,6 +260,7 @@ def up(
         fake=fake,
         allow_out_of_order=allow_out_of_order,
         allow_drift=allow_drift,
+        retry=retry,
         on_step=None if as_json else render.step,
         on_wait=render.waiting,
     )
@@ -262,18 +276,20 @@ def down(
     ],
     fake: Annotated[bool, typer.Option("--fake", help="Remove records without executing.")] = False,
     plan: PlanOption = False,
+    retry: RetryOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Roll back applied migrations, newest first."""
     from alley import api, render
 
     if plan:
-        _show_plan(api.plan_down(ctx.obj, migration_id), as_json)
+        _show_plan(api.plan_down(ctx.obj, migration_id, retry=retry, fake=fake), as_json)
         return
     report = api.down(
         ctx.obj,
         migration_id,
         fake=fake,
+        retry=retry,
         on_step=None if as_json else render.step,
         on_wait=render.waiting,
     )
@@ -283,7 +299,7 @@ def down(
 def _show_run(report: Any, as_json: bool) -> None:
     from alley import render
 
-    render.warnings_(report.warnings)
+    render.notes(report.notes)
     if as_json:
         render.print_json(report)
     else:
@@ -293,7 +309,7 @@ def _show_run(report: Any, as_json: bool) -> None:
 def _show_plan(planned: Any, as_json: bool) -> None:
     from alley import render
 
-    render.warnings_(planned.warnings)
+    render.notes(planned.notes)
     if as_json:
         render.print_json(render.plan_data(planned))
     else:
@@ -330,7 +346,7 @@ def unlock(
 ) -> None:
     """Show who holds the lock, and release it if its run is dead."""
     from alley import api
-    from alley.locking import describe_lock
+    from alley.lease import describe_lock
 
     report = api.unlock(ctx.obj, force=force)
     if report.before is None:
@@ -361,11 +377,11 @@ def history(
 
 @app.command(options_metavar="[OPTIONS]")
 def verify(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Check that history matches the files: exit 6 on drift or an interrupted step."""
+    """Check history against the files (exit 6) and that pending files load (exit 3)."""
     from alley import api, render
 
     report = api.verify(ctx.obj)
-    render.warnings_(report.status.warnings)
+    render.notes(report.status.notes)
     if as_json:
         render.print_json({"ok": not report.problems, "problems": list(report.problems)})
     else:
@@ -401,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``alley`` command; the one place that maps errors to exit codes."""
     args = sys.argv[1:] if argv is None else argv
     verbose = any(a in ("-v", "--verbose") for a in args) or bool(os.environ.get("ALLEY_VERBOSE"))
+    warnings.showwarning = _show_warning
     try:
         # Without standalone mode click returns the code of a typer.Exit instead of exiting.
         returned = app(args=args, prog_name="alley", standalone_mode=False)
@@ -413,6 +430,23 @@ def main(argv: list[str] | None = None) -> int:
     if returned == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into Exit(130) itself
         sys.stderr.write("alley: error: interrupted\n")
     return returned if isinstance(returned, int) else ExitCode.OK
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """A warning raised by a plugin or a migration, on one line of stderr."""
+    from alley.errors import AlleyWarning
+
+    text = " ".join(str(message).split())
+    if not issubclass(category, AlleyWarning):
+        text = f"{category.__name__}: {text} (at {filename}:{lineno})"
+    (file or sys.stderr).write(f"alley: warning: {text}\n")
 
 
 def _from_other(error: Exception, verbose: bool) -> int:

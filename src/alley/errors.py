@@ -21,6 +21,7 @@ class ExitCode(IntEnum):
     INTEGRITY = 6
     PENDING = 7
     PLUGIN = 8
+    LEASE_LOST = 9
     INTERNAL = 70
     INTERRUPTED = 130
 

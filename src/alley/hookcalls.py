@@ -1,7 +1,9 @@
 """Typed calls of alley's hooks: ``manager.hook.*`` is untyped, so every call goes here.
 
-Each call checks what the plugins returned and turns an unexpected exception raised
-inside a plugin into an error that names the plugin.
+Each call checks that some plugin provides the capability (exit 8 when none does) and
+what the plugins returned. :meth:`Hooks.attributed` wraps a whole command: an
+unexpected exception raised inside a plugin -- the history store's methods included --
+becomes an error that names the plugin.
 """
 
 from __future__ import annotations
@@ -10,18 +12,42 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from alley.errors import ConnectionFailed, MigrationsFolderMissing, PluginError, SourceMissing
-from alley.model import Direction, HistoryStore, LoadedMigration, Migration
+from alley.model import Direction, LoadedMigration, Migration
 from alley.plugins import blame
 
 if TYPE_CHECKING:
     from pymongo.database import Database
 
     from alley.settings import Settings
+    from alley.store import HistoryStore
+
+#: hook name → the capability it provides, for "no plugin provides ..." (exit 8).
+CAPABILITIES = {
+    "alley_connect": "connecting to the server",
+    "alley_discover_migrations": "discovering migrations",
+    "alley_order_migrations": "ordering migrations",
+    "alley_create_migration": "creating migrations",
+    "alley_load_migration": "loading migrations",
+    "alley_execute_migration": "executing migrations",
+    "alley_history_store": "a history store",
+}
+
+
+_NOT_A_STORE_MODULE = frozenset({"builtins", "typing", "abc", "alley.store"})
+
+
+@dataclass(frozen=True)
+class Found:
+    """What discovery found, in order, and notes about sources that do not exist."""
+
+    migrations: list[Migration]
+    notes: tuple[str, ...] = ()
 
 
 class Hooks:
@@ -32,42 +58,65 @@ class Hooks:
         self._hook = manager.hook
 
     @contextmanager
-    def _attributed(self, owner_module: str | None = None) -> Iterator[None]:
+    def attributed(self) -> Iterator[None]:
+        """Around one hook call: see :meth:`reraise_attributed`."""
         try:
             yield
         except Exception as error:
-            connection_error = _as_connection_error(error)
-            if connection_error is not None:
-                raise connection_error from error
-            plugin_error = blame(self.manager, error, owner_module)
-            if plugin_error is not None:
-                raise plugin_error from error
+            self.reraise_attributed(error)
             raise
 
-    def _required(self, result: Any, hook: str) -> Any:
+    def reraise_attributed(self, error: Exception, store: object | None = None) -> None:
+        """Raise ``error`` as a PluginError naming the plugin it came from, or a lost
+        connection as ConnectionFailed; return if it is neither. ``store``'s class (and
+        its bases) name the history store's plugin."""
+        connection_error = _as_connection_error(error)
+        if connection_error is not None:
+            raise connection_error from error
+        owners = [
+            c.__module__
+            for c in (type(store).__mro__ if store is not None else ())
+            if c.__module__ not in _NOT_A_STORE_MODULE
+        ]
+        plugin_error = blame(self.manager, error, owners)
+        if plugin_error is not None:
+            raise plugin_error from error
+
+    def _require(self, hook: str) -> None:
+        if not getattr(self._hook, hook).get_hookimpls():
+            raise PluginError(
+                f"no plugin provides {CAPABILITIES[hook]} ({hook})",
+                hint="a default plugin was disabled without a replacement; see 'alley plugins'",
+            )
+
+    def _result(self, result: Any, hook: str) -> Any:
         if result is None:
             raise PluginError(
-                f"no plugin implements {hook}",
-                hint="a default plugin was disabled without a replacement; see 'alley plugins'",
+                f"no plugin provided {CAPABILITIES[hook]}: every {hook} returned None",
+                hint="see 'alley plugins'",
             )
         return result
 
     def connect(self, settings: Settings) -> Database[Any]:
-        with self._attributed():
+        self._require("alley_connect")
+        with self.attributed():
             result = self._hook.alley_connect(settings=settings)
-        return self._required(result, "alley_connect")  # type: ignore[no-any-return]
+        return self._result(result, "alley_connect")  # type: ignore[no-any-return]
 
-    def discover(self, settings: Settings) -> list[Migration]:
-        """Every plugin's migrations, ordered.
+    def discover(self, settings: Settings) -> Found:
+        """Every plugin's migrations, in the order the ``alley_order_migrations`` hook
+        decides.
 
         :raises MigrationsFolderMissing: no plugin found a migration and one of them
             said its source does not exist.
         """
-        with warnings.catch_warnings(record=True) as caught, self._attributed():
+        self._require("alley_discover_migrations")
+        self._require("alley_order_migrations")
+        with warnings.catch_warnings(record=True) as caught, self.attributed():
             warnings.simplefilter("always")
             results = self._hook.alley_discover_migrations(settings=settings)
         missing = [w.message for w in caught if isinstance(w.message, SourceMissing)]
-        for warning in caught:
+        for warning in caught:  # every other warning reaches the user as it was raised
             if not isinstance(warning.message, SourceMissing):
                 warnings.warn_explicit(
                     warning.message, warning.category, warning.filename, warning.lineno
@@ -75,41 +124,45 @@ class Hooks:
         migrations = [m for result in results if result for m in result]
         if not migrations and missing:
             raise MigrationsFolderMissing(missing[0].message, hint=missing[0].hint)
-        with self._attributed():
+        with self.attributed():
             ordered = self._hook.alley_order_migrations(migrations=migrations)
-        return list(self._required(ordered, "alley_order_migrations"))
+        ordered = list(self._result(ordered, "alley_order_migrations"))
+        if sorted(id(m) for m in ordered) != sorted(id(m) for m in migrations):
+            raise PluginError(
+                "alley_order_migrations returned other migrations than it was given",
+                hint="an ordering plugin must return the same migrations, reordered",
+            )
+        return Found(ordered, tuple(str(m) for m in missing))
 
     def create(self, settings: Settings, migration_id: int, name: str) -> str:
-        with self._attributed():
+        self._require("alley_create_migration")
+        with self.attributed():
             result = self._hook.alley_create_migration(
                 settings=settings, migration_id=migration_id, name=name
             )
-        return str(self._required(result, "alley_create_migration"))
+        return str(self._result(result, "alley_create_migration"))
 
     def load(self, migration: Migration) -> LoadedMigration:
-        with self._attributed():
+        self._require("alley_load_migration")
+        with self.attributed():
             result = self._hook.alley_load_migration(migration=migration)
-        return self._required(result, "alley_load_migration")  # type: ignore[no-any-return]
+        return self._result(result, "alley_load_migration")  # type: ignore[no-any-return]
 
     def execute(
         self, migration: Migration, loaded: LoadedMigration, direction: Direction, db: Any
     ) -> None:
-        with self._attributed():
+        self._require("alley_execute_migration")
+        with self.attributed():
             result = self._hook.alley_execute_migration(
                 migration=migration, loaded=loaded, direction=direction, db=db
             )
-        self._required(result, "alley_execute_migration")
+        self._result(result, "alley_execute_migration")
 
     def history_store(self, settings: Settings, db: Any) -> HistoryStore:
-        with self._attributed():
+        self._require("alley_history_store")
+        with self.attributed():
             result = self._hook.alley_history_store(settings=settings, db=db)
-        return self._required(result, "alley_history_store")  # type: ignore[no-any-return]
-
-    def store_call(self, call: Any, *args: Any) -> Any:
-        """Call a history store method; an error is blamed on the plugin of the store's class."""
-        owner = getattr(call, "__self__", None)
-        with self._attributed(type(owner).__module__ if owner is not None else None):
-            return call(*args)
+        return self._result(result, "alley_history_store")  # type: ignore[no-any-return]
 
 
 def _as_connection_error(error: BaseException) -> ConnectionFailed | None:

@@ -1,8 +1,9 @@
-"""The lease lock around every command that writes, and the heartbeat that keeps it.
+"""The lease lock around every command that writes, its heartbeat, and the fence.
 
-The store provides the race-safe primitives (see ``HistoryStore.try_lock``); this
-module waits for a busy lock (bounded, saying who holds it), renews the lease from a
-background thread while migrations run, and tells the runner when the lease is lost.
+The store provides the race-safe primitives (:class:`alley.store.Lock`); this module
+waits for a busy lock (bounded, saying who holds it), renews the lease from a
+background thread while migrations run, and fences every write of the run: once the
+lease is (or may be) lost, the run writes nothing more.
 
 A holder never trusts its own wall clock. It does trust elapsed time on its monotonic
 clock: if more than a lease passed since the start of its last successful renewal
@@ -18,12 +19,11 @@ import socket
 import threading
 import time
 import uuid
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
-from alley.errors import AlleyWarning, LockBusy
-from alley.model import HistoryStore, Holder, LockState
+from alley.errors import AlleyError, ExitCode, LockBusy
+from alley.model import Holder, LockState
+from alley.store import Lock
 
 # The holder gives up its lease this much before the server would call it expired.
 SAFETY_MARGIN = 0.2
@@ -60,62 +60,106 @@ def describe_lock(state: LockState) -> str:
     )
 
 
+class LeaseLost(LockBusy):
+    """This run no longer holds its lease: it stopped, and wrote nothing after the loss."""
+
+
+class StepUnrecorded(AlleyError):
+    """A step finished after its run lost the lease, so it was not recorded."""
+
+    exit_code = ExitCode.LEASE_LOST
+
+
+Clock = Callable[[], float]
+
+
 class Lease:
-    """A held lock generation, renewed by a heartbeat thread until released."""
+    """A held lock generation, renewed by a heartbeat thread until released.
+
+    The fence: :meth:`fence` is called before every write a run makes. It passes only
+    while the last renewal that the store confirmed began less than ``lease_s *
+    (1 - SAFETY_MARGIN)`` ago on this process's monotonic clock. A renewal is
+    confirmed when the store says the generation is still the newest; nobody can take
+    the lock over until ``lease_s`` after that renewal on the store's clock, so a
+    write sent within the margin cannot race a takeover.
+
+    :param renew: Renews the generation (``Lock.renew_lock``); ``False`` = lost.
+    :param clock: The monotonic clock (injectable for tests).
+    :param beat: Whether to start the heartbeat thread (tests call :meth:`beat`).
+    """
 
     def __init__(
         self,
-        store: HistoryStore,
         state: LockState,
+        renew: Callable[[int], bool],
         renewed_at: float,
-        call: Callable[..., object],
+        *,
+        clock: Clock = time.monotonic,
     ) -> None:
-        self.store = store
         self.state = state
         self.generation = state.generation
         self._lease_s = state.lease_s
+        self._renew = renew
+        self._clock = clock
         self._renewed_at = renewed_at
         self._lost_reason: str | None = None
         self._failed_renewal: str | None = None
         self._stop = threading.Event()
-        self._call = call
         self._thread = threading.Thread(target=self._beat, name="alley-heartbeat", daemon=True)
+
+    @property
+    def interval_s(self) -> float:
+        return max(self._lease_s / 3, 0.05)
 
     def start(self) -> None:
         self._thread.start()
 
     def _beat(self) -> None:
-        interval = max(self._lease_s / 3, 0.05)
-        while not self._stop.wait(interval):
-            started = time.monotonic()
-            if started - self._renewed_at > self._lease_s * (1 - SAFETY_MARGIN):
-                self._lost_reason = "the lease ran out before it could be renewed"
+        while not self._stop.wait(self.interval_s):
+            if not self.beat():
                 return
-            try:
-                still_ours = bool(self._call(self.store.renew_lock, self.generation))
-            except Exception as error:
-                # Not lost yet: the next renewal may succeed within the lease. If none
-                # does, the monotonic check in check() stops the run, with this reason.
-                self._failed_renewal = str(error)
-                continue
-            if not still_ours:
-                self._lost_reason = "it was released ('alley unlock --force') or taken over"
-                return
-            self._renewed_at = started
-            self._failed_renewal = None
 
-    def check(self) -> None:
-        """Raise :class:`LockBusy` if the lease is (or may be) lost; call before each step."""
-        overdue = time.monotonic() - self._renewed_at > self._lease_s * (1 - SAFETY_MARGIN)
-        if overdue and not self._lost_reason:
+    def beat(self) -> bool:
+        """Renew once; ``False`` once the lease is lost (no more renewals will help)."""
+        started = self._clock()
+        if self._overdue(started):
+            self._lost_reason = "the lease ran out before it could be renewed" + (
+                f" (renewing failed: {self._failed_renewal})" if self._failed_renewal else ""
+            )
+            return False
+        try:
+            still_ours = self._renew(self.generation)
+        except Exception as error:
+            # Not lost yet: the next renewal may succeed within the lease. If none
+            # does, the fence stops the run, with this reason.
+            self._failed_renewal = str(error).splitlines()[0] if str(error) else repr(error)
+            return True
+        if not still_ours:
+            self._lost_reason = "it was released ('alley unlock --force') or taken over"
+            return False
+        self._renewed_at = started
+        self._failed_renewal = None
+        return True
+
+    def _overdue(self, now: float) -> bool:
+        return now - self._renewed_at > self._lease_s * (1 - SAFETY_MARGIN)
+
+    @property
+    def lost(self) -> str | None:
+        """Why the lease is (or may be) lost, or ``None`` while it holds."""
+        if self._lost_reason is None and self._overdue(self._clock()):
             self._lost_reason = "the lease ran out" + (
                 f" (renewing failed: {self._failed_renewal})" if self._failed_renewal else ""
             )
-        reason = self._lost_reason
+        return self._lost_reason
+
+    def fence(self) -> None:
+        """Raise :class:`LeaseLost` unless this run may still write as the lock's holder."""
+        reason = self.lost
         if reason:
-            raise LockBusy(
-                f"lost the lock: {reason}; stopped before the next migration",
-                hint="see 'alley history' and 'alley status'",
+            raise LeaseLost(
+                f"lost the lock: {reason}; stopped, and wrote nothing more",
+                hint="see 'alley status' and 'alley history'",
             )
 
     def stop(self) -> None:
@@ -124,33 +168,30 @@ class Lease:
             self._thread.join(timeout=5)
 
 
-@contextmanager
-def hold_lock(
-    store: HistoryStore,
+def acquire(
+    store: Lock,
     holder: Holder,
     *,
     lease_s: float,
     wait_s: float,
-    call: Callable[..., object] = lambda function, *args: function(*args),
     on_wait: Callable[[LockState], None] | None = None,
-) -> Iterator[Lease]:
-    """Take the lock (waiting at most ``wait_s``), keep it alive, release it at the end.
+    clock: Clock = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Lease:
+    """Take the lock, waiting at most ``wait_s``; the lease is not yet renewed.
 
-    :param call: Runs each store call (the hook layer passes one that names a failing
-        plugin).
     :param on_wait: Told once who holds the lock when this process starts waiting.
     :raises LockBusy: still held by someone else after ``wait_s``.
     """
-    deadline = time.monotonic() + wait_s
+    deadline = clock() + wait_s
     poll = min(1.0, max(lease_s / 10, 0.05))
     told = False
     while True:
-        attempt_started = time.monotonic()
-        state = call(store.try_lock, holder, lease_s)
-        assert isinstance(state, LockState)
+        attempt_started = clock()
+        state = store.try_lock(holder, lease_s)
         if state.holder.run_id == holder.run_id:
-            break
-        remaining = deadline - time.monotonic()
+            return Lease(state, store.renew_lock, attempt_started, clock=clock)
+        remaining = deadline - clock()
         if remaining <= 0:
             raise LockBusy(
                 f"the lock is {describe_lock(state)}",
@@ -159,22 +200,4 @@ def hold_lock(
         if on_wait is not None and not told:
             on_wait(state)
             told = True
-        time.sleep(min(poll, remaining))
-
-    lease = Lease(store, state, attempt_started, call)
-    lease.start()
-    try:
-        yield lease
-    finally:
-        lease.stop()
-        try:
-            call(store.release_lock, lease.generation)
-        except Exception as error:
-            # The error that brought us here matters more; the lease expires on its own.
-            warnings.warn(
-                AlleyWarning(
-                    f"could not release the lock ({error}); it frees itself when the "
-                    f"{lease_s:g}s lease runs out"
-                ),
-                stacklevel=1,
-            )
+        sleep(min(poll, remaining))

@@ -1,7 +1,9 @@
 """The values alley works with: migrations, history records, statuses, plans and reports.
 
 Plain frozen dataclasses with no I/O, so planning can be tested without files or a
-server, and reports can be rendered as a table or as JSON alike.
+server, and reports can be rendered as a table or as JSON alike. Every ``datetime``
+in them is timezone-aware UTC, read off the history store's clock (the server's, for a
+server), never this machine's. The store protocols are in :mod:`alley.store`.
 """
 
 from __future__ import annotations
@@ -49,6 +51,17 @@ class HistoryRecord:
 
     ``id``, ``filename`` and ``date`` are the fields of alley 0.0.3 and never change
     meaning; everything alley added since is optional so 0.0.3 records read as is.
+
+    :ivar id: the migration's id.
+    :ivar filename: the migration's filename when it was applied; records match
+        migrations by it (0.0.3's rule), and a store keeps at most one per filename.
+    :ivar date: when it was applied, aware UTC on the store's clock; ``None`` when a
+        foreign record has no usable date.
+    :ivar checksum: :attr:`Migration.checksum` of the source that was applied;
+        ``None`` for records written by 0.0.3 (no drift check is possible).
+    :ivar extra: everything else the record holds, kept as is: alley writes
+        ``duration_s``, ``fake``, ``alley_version``, ``host``, ``user``, ``pid``,
+        ``run_id`` (and ``marked`` for ``alley mark``); a store may add its own keys.
     """
 
     id: int
@@ -70,15 +83,27 @@ class LoadedMigration(Protocol):
 
 @dataclass(frozen=True)
 class MigrationFunctions:
-    """The default LoadedMigration: the two functions found in a migration module."""
+    """The default LoadedMigration: the two functions found in a migration module.
+
+    ``idempotent`` is the module's ``idempotent = True``: the migration declares it is
+    safe to run again after it failed part-way, so such a failure never waits for a
+    person.
+    """
 
     up: Callable[..., Any] | None
     down: Callable[..., Any] | None
+    idempotent: bool = False
 
 
 @dataclass(frozen=True)
 class Holder:
-    """Who runs a command: written into the lock and every run-log entry."""
+    """Who runs a command: written into the lock and every run-log entry.
+
+    :ivar run_id: random, unique per command run; what the lock and attempts compare.
+    :ivar host: the machine's host name. :ivar pid: its process id.
+    :ivar user: the OS user. :ivar alley_version: alley's version.
+    :ivar command: ``up``, ``down`` or ``mark``.
+    """
 
     run_id: str
     host: str
@@ -95,9 +120,17 @@ class Holder:
 class LockState:
     """The newest lock generation, read together with the server's clock.
 
-    Expiry is judged on the server's clock only: ``heartbeat_at`` is written with the
-    server's time and compared with ``server_now``, so a client with a wrong clock can
+    Expiry is judged on the store's clock only: ``heartbeat_at`` is written with the
+    store's time and compared with ``server_now``, so a client with a wrong clock can
     neither steal a live lock nor keep a dead one.
+
+    :ivar generation: 1, 2, 3...: one per taking of the lock.
+    :ivar holder: who took this generation.
+    :ivar acquired_at: when it was taken (aware UTC, store's clock).
+    :ivar heartbeat_at: its last renewal (aware UTC, store's clock).
+    :ivar lease_s: how long after ``heartbeat_at`` the lease ends.
+    :ivar released: whether its holder (or ``unlock``) released it.
+    :ivar server_now: the store's clock when this state was read (aware UTC).
     """
 
     generation: int
@@ -142,6 +175,24 @@ class LogEntry:
     interrupted, each step's attempt is also *open*: kept by the store under the
     migration's filename, which only one run at a time can hold. The ``step`` key
     (``up:0003_x.py:<run id>``) ties an open attempt to its log entry.
+
+    :ivar step: ``<direction>:<filename>:<run id>``, the same for a step's attempt
+        and all its log entries.
+    :ivar event: what this entry says happened.
+    :ivar migration_id: the migration's id. :ivar filename: its filename (the open
+        attempt's key). :ivar direction: ``up`` or ``down``.
+    :ivar at: when the step started (for a decision: when it was made); aware UTC on
+        the store's clock.
+    :ivar holder: the run that wrote it.
+    :ivar checksum: the source's checksum when the step ran.
+    :ivar duration_s: how long the step ran (outcomes only).
+    :ivar fake: recorded without running (``--fake``).
+    :ivar error: one line: why it failed, or what settled it.
+    :ivar resolves: for a decision, the ``step`` keys of the attempts it settled.
+    :ivar generation: the lock generation held when written; with ``seq`` it orders
+        entries across runs. :ivar seq: the order within one run.
+    :ivar writes: for a failed step, how many write commands its code sent before it
+        raised (``None``: unknown, counted as some).
     """
 
     step: str
@@ -156,85 +207,9 @@ class LogEntry:
     fake: bool = False
     error: str | None = None
     resolves: tuple[str, ...] = ()
-    generation: int = 0  # of the lock held when written: orders entries across runs
-    seq: int = 0  # within one run
-
-
-class HistoryStore(Protocol):
-    """Where applied migrations are recorded, with the lock and run log that guard them.
-
-    The default keeps the ``db_migrations`` collection (0.0.3's records) and, beside
-    it, a lock collection, the run log and the open attempts. A store reads each kind
-    of record in one round trip, and writes one record per applied migration right after
-    it ran; the attempts of a run are opened in one batch, and its log entries appended
-    in batches. Commands read the records, the open attempts and the lock, never the
-    whole run log, so they do not slow down as history grows.
-    """
-
-    def read(self) -> list[HistoryRecord]:
-        """Return every applied-migration record, in any order."""
-        ...
-
-    def record_applied(self, migration: Migration, record: HistoryRecord) -> None:
-        """Record that ``migration`` was applied (or faked)."""
-        ...
-
-    def remove_applied(self, record: HistoryRecord) -> None:
-        """Forget an applied migration after its ``down`` ran; matched by filename."""
-        ...
-
-    def lock_state(self) -> LockState | None:
-        """The newest lock generation and the server's time, or ``None`` if never locked."""
-        ...
-
-    def try_lock(self, holder: Holder, lease_s: float) -> LockState:
-        """Try once to take the lock; return the lock as it now is.
-
-        Taking a free lock (never taken, released, or expired on the server's clock)
-        must be race-safe: of many callers exactly one may succeed. The caller holds the
-        lock when the returned state's holder is ``holder``.
-        """
-        ...
-
-    def renew_lock(self, generation: int) -> bool:
-        """Refresh the heartbeat of ``generation``; ``False`` if it is no longer the newest."""
-        ...
-
-    def release_lock(self, generation: int) -> None:
-        """Release ``generation`` (a no-op if it is no longer the newest)."""
-        ...
-
-    def append_log(self, entries: Sequence[LogEntry]) -> None:
-        """Append entries to the run log, a run's batch at once (never changed or removed
-        afterwards)."""
-        ...
-
-    def read_log(self) -> list[LogEntry]:
-        """Every run-log entry, oldest first (for ``alley history``)."""
-        ...
-
-    def open_attempts(self, entries: Sequence[LogEntry]) -> None:
-        """Claim every step of a plan (one attempt per filename) before the first runs.
-
-        All or nothing, and race-safe: if an attempt at any of these filenames is
-        already open, raise :class:`alley.errors.IntegrityError` and leave none of
-        ``entries`` open. This is the guard against a double run that holds even
-        without the lock, and what a crash leaves behind.
-        """
-        ...
-
-    def update_attempt(self, entry: LogEntry) -> None:
-        """Replace the open attempt at ``entry.filename`` (it failed or was interrupted)."""
-        ...
-
-    def close_attempts(self, filenames: Sequence[str], run_id: str | None = None) -> None:
-        """Close the open attempts at these filenames (settled, or decided by ``mark``);
-        with ``run_id``, only those that run opened."""
-        ...
-
-    def read_open(self) -> list[LogEntry]:
-        """Every open attempt: few, whatever the length of history."""
-        ...
+    generation: int = 0
+    seq: int = 0
+    writes: int | None = None
 
 
 class State(enum.StrEnum):
@@ -247,7 +222,8 @@ class Attempt(enum.StrEnum):
 
     RUNNING = "running"  # started by a run that still holds the lock
     INTERRUPTED = "interrupted"  # started by a run that died: a person must decide
-    FAILED = "failed"  # raised; pending, and runs again on the next up
+    FAILED = "failed"  # raised having written nothing (or idempotent): runs again
+    FAILED_AFTER_WRITING = "failed-after-writing"  # raised after writing: a person decides
 
 
 class Drift(enum.StrEnum):
@@ -292,7 +268,7 @@ class Plan:
 @dataclass(frozen=True)
 class StatusReport:
     statuses: tuple[MigrationStatus, ...]
-    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def pending(self) -> tuple[MigrationStatus, ...]:
@@ -316,7 +292,7 @@ class StepResult:
 class RunReport:
     direction: Direction
     steps: tuple[StepResult, ...]
-    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -334,3 +310,12 @@ class PluginInfo:
     version: str | None
     hooks: tuple[str, ...]
     default: bool
+
+
+def __getattr__(name: str) -> Any:
+    # ``alley.model.HistoryStore`` was the store protocol's home before alley.store.
+    if name == "HistoryStore":
+        from alley.store import HistoryStore
+
+        return HistoryStore
+    raise AttributeError(f"module 'alley.model' has no attribute {name!r}")

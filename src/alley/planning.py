@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from alley.errors import DiscoveryError, IntegrityError, UsageError
 from alley.model import (
@@ -117,7 +116,23 @@ def reconcile(
         statuses.append(
             MigrationStatus(record.id, record.filename, State.APPLIED, None, record, Drift.DELETED)
         )
-    return tuple(sorted(statuses, key=lambda s: (s.id, s.filename)))
+    return tuple(sorted(statuses, key=_rank_in(migrations)))
+
+
+def _rank_in(migrations: Sequence[Migration]) -> Callable[[MigrationStatus], tuple[float, str]]:
+    """Sort key: a status's position in ``migrations`` (the order the
+    ``alley_order_migrations`` hook decided); a record whose file is gone goes where its
+    id would fall among the files' ids."""
+    position = {m.filename: index for index, m in enumerate(migrations)}
+    ids = sorted((m.id, index) for index, m in enumerate(migrations))
+
+    def rank(status: MigrationStatus) -> tuple[float, str]:
+        if status.migration is not None:
+            return (position[status.migration.filename], status.filename)
+        before = [index for migration_id, index in ids if migration_id < status.id]
+        return (max(before, default=-1) + 0.5, status.filename)
+
+    return rank
 
 
 def _applied(migration: Migration, record: HistoryRecord, *, renamed: bool) -> MigrationStatus:
@@ -139,30 +154,38 @@ def plan_up(
     *,
     allow_out_of_order: bool = False,
 ) -> Plan:
-    """Pending migrations to apply, in id order, up to and including ``target``.
+    """Pending migrations to apply, in order, up to and including ``target``.
 
-    ``target`` must be a pending migration (0.0.3's rule). A pending migration with an id
-    lower than an applied one (merged branches) is refused unless ``allow_out_of_order``.
+    ``statuses`` are in the order migrations apply (:func:`reconcile` keeps the order
+    the ``alley_order_migrations`` hook decided; by id by default). ``target`` must be a
+    pending migration (0.0.3's rule). A pending migration that comes before an applied
+    one (merged branches) is refused unless ``allow_out_of_order``.
     """
+    position = {id(s): index for index, s in enumerate(statuses)}
     pending = [s for s in statuses if s.state is State.PENDING]
     if target is not None:
         _require_known(statuses, target)
-        if not any(s.id == target for s in pending):
+        wanted = next((s for s in pending if s.id == target), None)
+        if wanted is None:
             raise UsageError(
                 f"migration {target} is already applied", hint="run 'alley status' to see pending"
             )
-        pending = [s for s in pending if s.id <= target]
+        pending = [s for s in pending if position[id(s)] <= position[id(wanted)]]
 
-    newest_applied = max((s.id for s in statuses if s.state is State.APPLIED), default=None)
-    if not allow_out_of_order and newest_applied is not None:
-        behind = [s for s in pending if s.id < newest_applied]
+    newest = max(
+        (s for s in statuses if s.state is State.APPLIED),
+        key=lambda s: position[id(s)],
+        default=None,
+    )
+    if not allow_out_of_order and newest is not None:
+        behind = [s for s in pending if position[id(s)] < position[id(newest)]]
         if behind:
             names = ", ".join(s.filename for s in behind)
             raise IntegrityError(
-                f"pending {names} is older than applied migration {newest_applied}",
+                f"pending {names} is older than applied migration {newest.id}",
                 hint="renumber it, or run it anyway with --allow-out-of-order",
             )
-    return Plan(Direction.UP, tuple(sorted(pending, key=lambda s: s.id)), target)
+    return Plan(Direction.UP, tuple(pending), target)
 
 
 def plan_down(statuses: Sequence[MigrationStatus], target: int) -> Plan:
@@ -177,7 +200,11 @@ def plan_down(statuses: Sequence[MigrationStatus], target: int) -> Plan:
         raise UsageError(
             f"migration {target} is not applied", hint="run 'alley status' to see what is"
         )
-    steps = sorted((s for s in applied if s.id >= target), key=lambda s: s.id, reverse=True)
+    # Newest first: the reverse of the order they apply in.
+    first = next(
+        i for i, s in enumerate(statuses) if s.id == target and s.state is State.APPLIED
+    )
+    steps = [s for s in reversed(statuses[first:]) if s.state is State.APPLIED]
     missing = [s for s in steps if s.migration is None]
     if missing:
         names = ", ".join(s.filename for s in missing)
@@ -193,148 +220,19 @@ def _require_known(statuses: Sequence[MigrationStatus], target: int) -> None:
         raise UsageError(f"no migration has id {target}", hint="run 'alley status' to see the ids")
 
 
-# -------------------------------------------------------------------------
-# Open attempts: running, interrupted, failed
-# -------------------------------------------------------------------------
-
-
-def _by_filename(statuses: Sequence[MigrationStatus]) -> dict[str, MigrationStatus]:
-    """Each status under its recorded and its current filename (they differ after a
-    rename); the first status wins, as in a scan."""
-    found: dict[str, MigrationStatus] = {}
-    for status in statuses:
-        found.setdefault(status.filename, status)
-        if status.migration is not None:
-            found.setdefault(status.migration.filename, status)
-    return found
-
-
-def finished_by_its_run(attempt: LogEntry, status: MigrationStatus | None) -> bool:
-    """Whether a ``started`` attempt's step completed although it was never closed.
-
-    A run records a step right after it ran and closes its attempts later; if it died
-    in between, the record tells: for ``up``, a record written by that run; for
-    ``down``, no record left.
-    """
-    if attempt.direction is Direction.UP:
-        return (
-            status is not None
-            and status.record is not None
-            and status.record.extra.get("run_id") == attempt.holder.run_id
-        )
-    return status is None or status.record is None
-
-
-@dataclass(frozen=True)
-class RunAttempts:
-    """A run's open attempts, sorted by what became of each.
-
-    A run claims every step of its plan before the first one runs, then runs them one
-    at a time in plan order and stops at the first that fails. So of its attempts still
-    open, those its records show completed are *finished*; the first one that is not is
-    the step it was on (*current*: still running if the run holds the lock, else
-    interrupted, unless it was settled as failed or interrupted); the ones after it
-    never started (*unstarted*) and can be dropped without asking anybody.
-    """
-
-    run_id: str
-    live: bool
-    finished: tuple[LogEntry, ...]
-    current: LogEntry | None
-    unstarted: tuple[LogEntry, ...]
-
-
-def runs_of(
-    statuses: Sequence[MigrationStatus], open_attempts: Sequence[LogEntry], lock: LockState | None
-) -> list[RunAttempts]:
-    """Group open attempts by the run that opened them and classify each (see
-    :class:`RunAttempts`)."""
-    live_run = lock.holder.run_id if lock is not None and not lock.free else None
-    status_of = _by_filename(statuses)
-    by_run: dict[str, list[LogEntry]] = {}
-    for attempt in open_attempts:
-        by_run.setdefault(attempt.holder.run_id, []).append(attempt)
-    runs = []
-    for run_id, attempts in by_run.items():
-        # Plan order (up: ascending ids, down: descending). Not seq: an attempt that
-        # failed or was interrupted carries its outcome's seq, later than any claim's.
-        attempts.sort(
-            key=lambda a: a.migration_id if a.direction is Direction.UP else -a.migration_id
-        )
-        finished: list[LogEntry] = []
-        current: LogEntry | None = None
-        unstarted: list[LogEntry] = []
-        for attempt in attempts:
-            if current is not None:
-                unstarted.append(attempt)
-            elif attempt.event is Event.STARTED and finished_by_its_run(
-                attempt, status_of.get(attempt.filename)
-            ):
-                finished.append(attempt)
-            else:
-                current = attempt
-        runs.append(
-            RunAttempts(run_id, run_id == live_run, tuple(finished), current, tuple(unstarted))
-        )
-    return runs
-
-
-def dead_attempts(
-    statuses: Sequence[MigrationStatus], open_attempts: Sequence[LogEntry], lock: LockState | None
-) -> tuple[list[LogEntry], list[LogEntry], list[LogEntry]]:
-    """Open ``started`` attempts of runs that no longer hold a live lock.
-
-    :returns: ``(finished, interrupted, unstarted)``: those whose step completed (their
-        record says so), those whose effect is unknown, and those that never started.
-    """
-    finished: list[LogEntry] = []
-    interrupted: list[LogEntry] = []
-    unstarted: list[LogEntry] = []
-    for run in runs_of(statuses, open_attempts, lock):
-        if run.live:
-            continue
-        finished += run.finished
-        if run.current is not None and run.current.event is Event.STARTED:
-            interrupted.append(run.current)
-        unstarted += [a for a in run.unstarted if a.event is Event.STARTED]
-    return finished, interrupted, unstarted
-
-
-def annotate(
+def check_runnable(
     statuses: Sequence[MigrationStatus],
-    open_attempts: Sequence[LogEntry],
-    lock: LockState | None,
-) -> tuple[MigrationStatus, ...]:
-    """Add what became of each migration's open attempt: running, interrupted, failed."""
-    states: dict[str, tuple[Attempt, LogEntry]] = {}
-    for run in runs_of(statuses, open_attempts, lock):
-        current = run.current
-        if current is None:
-            continue
-        if current.event is Event.FAILED:
-            states[current.filename] = (Attempt.FAILED, current)
-        elif current.event is Event.INTERRUPTED or not run.live:
-            states[current.filename] = (Attempt.INTERRUPTED, current)
-        else:
-            states[current.filename] = (Attempt.RUNNING, current)
-    annotated = []
-    for status in statuses:
-        names = [status.filename]
-        if status.migration is not None:
-            names.append(status.migration.filename)
-        found = next((states[n] for n in names if n in states), None)
-        annotated.append(
-            dataclasses.replace(
-                status,
-                attempt=found[0] if found else None,
-                attempt_entry=found[1] if found else None,
-            )
-        )
-    return tuple(annotated)
+    *,
+    allow_drift: bool = False,
+    retry: bool = False,
+    idempotent: Collection[str] = (),
+) -> None:
+    """Refuse to run while a step waits for a person, or (unless allowed) past drift.
 
-
-def check_runnable(statuses: Sequence[MigrationStatus], *, allow_drift: bool = False) -> None:
-    """Refuse to run while a step was interrupted, or (unless allowed) past drift."""
+    A step waits for a person when it was interrupted, or when it failed after writing
+    (unless ``retry`` was asked for, or its migration is in ``idempotent``, the
+    filenames that declared themselves safe to run again).
+    """
     interrupted = [s for s in statuses if s.attempt is Attempt.INTERRUPTED]
     if interrupted:
         first = interrupted[0]
@@ -348,6 +246,25 @@ def check_runnable(statuses: Sequence[MigrationStatus], *, allow_drift: bool = F
         raise IntegrityError(
             f"{first.filename} was interrupted{where}; its effect is unknown",
             hint=f"check the database, then 'alley mark {first.id} --applied' or "
+            f"'alley mark {first.id} --pending'",
+        )
+    half_done = [
+        s
+        for s in statuses
+        if s.attempt is Attempt.FAILED_AFTER_WRITING
+        and not retry
+        and (s.migration is None or s.migration.filename not in idempotent)
+    ]
+    if half_done:
+        first = half_done[0]
+        entry = first.attempt_entry
+        assert entry is not None
+        wrote = (entry.error or "").rpartition("; it wrote ")[2] or "something"
+        raise IntegrityError(
+            f"{first.filename} failed ({entry.direction}) after it wrote {wrote}; "
+            "running it again could apply part of it twice",
+            hint=f"check the database, then run it again with 'alley {entry.direction} "
+            f"--retry', or decide with 'alley mark {first.id} --applied' or "
             f"'alley mark {first.id} --pending'",
         )
     drifted = [s for s in statuses if s.drift in (Drift.CHANGED, Drift.DELETED, Drift.RENAMED)]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 from types import ModuleType
 
@@ -150,14 +150,16 @@ def plugin_infos(manager: pluggy.PluginManager) -> list[PluginInfo]:
 
 
 def blame(
-    manager: pluggy.PluginManager, error: BaseException, owner_module: str | None = None
+    manager: pluggy.PluginManager, error: BaseException, store_modules: Sequence[str] = ()
 ) -> PluginError | None:
-    """Turn an unexpected exception raised inside a hook into a PluginError naming the plugin.
+    """Turn an unexpected exception raised inside a plugin into a PluginError naming it.
 
-    The innermost traceback frame that belongs to a registered plugin's module names the
-    culprit; ``owner_module`` (the module of a history store's class) overrides that, so
-    a store that inherits the default's methods is still blamed on its own plugin.
-    ``AlleyError`` is alley's own vocabulary and passes through unchanged.
+    ``store_modules`` are the modules of the history store's class and its bases: an
+    error whose traceback passes through them was raised by the store, and is blamed on
+    the plugin of the store's own class (a store that inherits the default's methods is
+    its own plugin's). Otherwise the innermost traceback frame that belongs to a
+    registered plugin's module names the culprit. ``AlleyError`` is alley's own
+    vocabulary and passes through unchanged.
     """
     if isinstance(error, AlleyError):
         return None
@@ -169,15 +171,17 @@ def blame(
     # The innermost frame in a plugin's module or one of its submodules (``pkg.hooks``
     # belongs to plugin ``pkg``); the longest module name wins when packages nest.
     culprit = None
+    in_store = False
     traceback = error.__traceback__
     while traceback is not None:
         frame_module = str(traceback.tb_frame.f_globals.get("__name__", ""))
+        in_store = in_store or frame_module in store_modules
         owners = [m for m in modules if frame_module == m or frame_module.startswith(m + ".")]
         if owners:
             culprit = modules[max(owners, key=len)]
         traceback = traceback.tb_next
-    owner = _owner(modules, owner_module) if owner_module else None
-    culprit = owner if owner is not None else culprit
+    if in_store:
+        culprit = _owner(modules, store_modules[0]) or culprit
     if culprit is None:
         return None
     name = manager.get_name(culprit)

@@ -54,7 +54,7 @@ def print_json(data: Any, out: TextIO | None = None) -> None:
 
 
 def status_data(report: StatusReport) -> dict[str, Any]:
-    """The JSON shape of ``status``: one entry per migration, plus counts and warnings."""
+    """The JSON shape of ``status``: one entry per migration, plus counts and notes."""
     return {
         "migrations": [
             {
@@ -73,7 +73,7 @@ def status_data(report: StatusReport) -> dict[str, Any]:
         ],
         "applied": len(report.applied),
         "pending": len(report.pending),
-        "warnings": list(report.warnings),
+        "notes": list(report.notes),
     }
 
 
@@ -81,7 +81,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def warnings_(messages: Sequence[str], err: TextIO | None = None) -> None:
+def notes(messages: Sequence[str], err: TextIO | None = None) -> None:
     err = err or sys.stderr
     for message in messages:
         err.write(f"alley: warning: {message}\n")
@@ -182,7 +182,7 @@ def plugins(infos: Sequence[PluginInfo], out: TextIO | None = None) -> None:
 
 def waiting(state: LockState, err: TextIO | None = None) -> None:
     """Said once when a command starts waiting for the lock."""
-    from alley.locking import describe_lock
+    from alley.lease import describe_lock
 
     err = err or sys.stderr
     err.write(f"alley: waiting for the lock, {describe_lock(state)}\n")
@@ -199,7 +199,7 @@ def plan_data(report: Any) -> dict[str, Any]:
         ],
         "lock": to_jsonable(report.lock),
         "lock_description": report.lock_description,
-        "warnings": list(report.warnings),
+        "notes": list(report.notes),
     }
 
 

@@ -1,7 +1,8 @@
 """History in the ``db_migrations`` collection, with alley 0.0.3's record format.
 
 Each applied migration is one document ``{id, filename, date}`` (0.0.3's fields,
-never renamed) plus what alley records beside them: ``checksum``, ``duration_s``,
+never renamed; alley sets ``_id`` to the filename, so one migration can have one
+record however runs interleave) plus what alley records beside them: ``checksum``, ``duration_s``,
 ``fake``, ``alley_version``, ``host``, ``user``, ``pid``. The collection name can be
 changed with ``history_collection`` in ``[tool.alley]``.
 
@@ -25,18 +26,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from alley.errors import IntegrityError
 from alley.hookspecs import hookimpl
 from alley.model import (
     Direction,
     Event,
     HistoryRecord,
-    HistoryStore,
     Holder,
     LockState,
     LogEntry,
-    Migration,
 )
+from alley.store import ClaimConflict, HistoryStore, RecordExists
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -56,19 +55,19 @@ _ORIGINAL_FIELDS = ("_id", "id", "filename", "date", "checksum")
 
 
 class MongoHistoryStore:
-    """A :class:`alley.model.HistoryStore` over ``<name>`` and its ``_lock``, ``_log`` and
+    """A :class:`alley.store.HistoryStore` over ``<name>`` and its ``_lock``, ``_log`` and
     ``_open`` collections."""
 
     def __init__(self, db: Database[Any], name: str = COLLECTION) -> None:
         self.db = db
         self.collection: Collection[Any] = db[name]
         self.locks: Collection[Any] = db[f"{name}_lock"]
-        self.log: Collection[Any] = db[f"{name}_log"]
+        self.log_collection: Collection[Any] = db[f"{name}_log"]
         self.open: Collection[Any] = db[f"{name}_open"]
 
     # -- applied migrations (0.0.3's records) ------------------------------
 
-    def read(self) -> list[HistoryRecord]:
+    def read_records(self) -> list[HistoryRecord]:
         records: dict[str, HistoryRecord] = {}
         ids: dict[str, list[Any]] = {}
         for document in self.collection.find({}, batch_size=ONE_BATCH):
@@ -80,21 +79,33 @@ class MongoHistoryStore:
             for filename, record in records.items()
         ]
 
-    def record_applied(self, migration: Migration, record: HistoryRecord) -> None:
-        self.collection.insert_one(
-            {
-                "id": record.id,
-                "filename": record.filename,
-                "date": record.date,
-                "checksum": record.checksum,
-                **record.extra,
-            }
-        )
+    def add_record(self, record: HistoryRecord) -> None:
+        from pymongo.errors import PyMongoError
 
-    def remove_applied(self, record: HistoryRecord) -> None:
+        # _id = filename: the one race-safe write on every server makes a second record
+        # of one migration impossible, whoever writes it (0.0.3 wrote ObjectIds; both
+        # read the same).
+        extra = {k: v for k, v in record.extra.items() if k != "_ids"}
+        document = {
+            "_id": record.filename,
+            "id": record.id,
+            "filename": record.filename,
+            "date": record.date,
+            "checksum": record.checksum,
+            **extra,
+        }
+        try:
+            self.collection.insert_one(document)
+        except PyMongoError as error:
+            if _is_duplicate_key(error):
+                raise RecordExists(record.filename) from None
+            raise
+
+    def remove_record(self, record: HistoryRecord) -> None:
         # 0.0.3 removed every record with the filename (a migration recorded twice by
         # parallel 0.0.3 runs included). Deleting by _id is what the server finds fast
-        # (FerretDB scans the collection for any other filter); read() collected them.
+        # (FerretDB scans the collection for any other filter); read_records collected
+        # them.
         ids = record.extra.get("_ids")
         if not ids:
             self.collection.delete_many({"filename": record.filename})
@@ -104,7 +115,7 @@ class MongoHistoryStore:
     # -- the lock -----------------------------------------------------------
 
     def server_now(self) -> datetime:
-        return _aware(self.db.command("hello")["localTime"])
+        return _server_time(self.db)
 
     def lock_state(self) -> LockState | None:
         newest = next(iter(self.locks.find({}).sort("_id", -1).limit(1)), None)
@@ -113,7 +124,7 @@ class MongoHistoryStore:
         return _lock_state(newest, self.server_now())
 
     def try_lock(self, holder: Holder, lease_s: float) -> LockState:
-        from pymongo.errors import DuplicateKeyError
+        from pymongo.errors import PyMongoError
 
         current = self.lock_state()
         if current is not None and not current.free:
@@ -131,7 +142,9 @@ class MongoHistoryStore:
         }
         try:
             self.locks.insert_one(document)
-        except DuplicateKeyError:
+        except PyMongoError as error:
+            if not _is_duplicate_key(error):
+                raise
             return self.lock_state() or current  # type: ignore[return-value]
         if generation % PRUNE_EVERY == 0:
             # FerretDB reads a whole collection for any lookup by an int _id and never
@@ -160,55 +173,83 @@ class MongoHistoryStore:
             {"$set": {"released": True}, "$currentDate": {"released_at": True}},
         )
 
-    # -- the run log ----------------------------------------------------------
+    # -- the run log and open attempts ------------------------------------------
 
-    def append_log(self, entries: Sequence[LogEntry]) -> None:
-        if entries:
-            self.log.insert_many([_log_document(entry) for entry in entries])
+    def read_open(self) -> list[LogEntry]:
+        return [_log_entry(d) for d in self.open.find({}, batch_size=ONE_BATCH)]
 
-    def read_log(self) -> list[LogEntry]:
-        entries = [_log_entry(d) for d in self.log.find({}, batch_size=ONE_BATCH)]
-        return sorted(entries, key=lambda e: (e.generation, e.seq))
-
-    # -- open attempts ------------------------------------------------------------
-
-    def open_attempts(self, entries: Sequence[LogEntry]) -> None:
+    def open_attempts(self, claims: Sequence[LogEntry]) -> None:
         from pymongo.errors import BulkWriteError
 
-        if not entries:
+        if not claims:
             return
-        documents = [{"_id": entry.filename, **_log_document(entry)} for entry in entries]
+        documents = [{"_id": entry.filename, **_log_document(entry)} for entry in claims]
         try:
             self.open.insert_many(documents, ordered=True)
         except BulkWriteError as error:
             # Ordered: the claims before the conflict were inserted; take them back
             # (only this run's, never the other run's).
-            self.close_attempts([e.filename for e in entries], entries[0].holder.run_id)
+            self.open.delete_many(
+                {
+                    "_id": {"$in": [e.filename for e in claims]},
+                    "holder.run_id": claims[0].holder.run_id,
+                }
+            )
             write_errors = error.details.get("writeErrors") or [{}]
             first = write_errors[0]
-            if first.get("code") != 11000:
+            if not _is_duplicate_key(first):
                 raise
-            index = int(first.get("index", 0))
-            raise IntegrityError(
-                f"{entries[index].filename}: another run has an attempt at it open",
-                hint="another alley ran at the same time; see 'alley status'",
-            ) from None
+            raise ClaimConflict(claims[int(first.get("index", 0))].filename) from None
 
-    def update_attempt(self, entry: LogEntry) -> None:
-        self.open.replace_one({"_id": entry.filename}, _log_document(entry), upsert=True)
+    def log(
+        self,
+        entries: Sequence[LogEntry],
+        *,
+        close: Sequence[str] = (),
+        keep_open: Sequence[LogEntry] = (),
+    ) -> None:
+        if entries:
+            self.log_collection.insert_many([_log_document(entry) for entry in entries])
+        if close:
+            # One command for a whole batch; the collection holds only open attempts,
+            # so the scan FerretDB does for an $in filter stays small.
+            self.open.delete_many({"_id": {"$in": list(close)}})
+        for entry in keep_open:
+            self.open.replace_one({"_id": entry.filename}, _log_document(entry), upsert=True)
 
-    def close_attempts(self, filenames: Sequence[str], run_id: str | None = None) -> None:
-        # One command for a whole batch; the collection holds only open attempts, so
-        # the scan FerretDB does for an $in filter stays small.
-        if not filenames:
-            return
-        query: dict[str, Any] = {"_id": {"$in": list(filenames)}}
-        if run_id is not None:
-            query["holder.run_id"] = run_id
-        self.open.delete_many(query)
+    def read_log(self) -> list[LogEntry]:
+        entries = [_log_entry(d) for d in self.log_collection.find({}, batch_size=ONE_BATCH)]
+        return sorted(entries, key=lambda e: (e.generation, e.seq))
 
-    def read_open(self) -> list[LogEntry]:
-        return [_log_entry(d) for d in self.open.find({}, batch_size=ONE_BATCH)]
+
+# Duplicate key: E11000 everywhere, but FerretDB 2.5 answers an upsert conflict with
+# code 1 (InternalError) and the same words.
+_DUPLICATE_CODES = frozenset({11000, 11001, 12582})
+
+
+def _is_duplicate_key(error: Any) -> bool:
+    if isinstance(error, dict):
+        code, message = error.get("code"), str(error.get("errmsg", ""))
+    else:
+        code, message = getattr(error, "code", None), str(error)
+    return code in _DUPLICATE_CODES or "duplicate key" in message.lower()
+
+
+def _server_time(db: Database[Any]) -> datetime:
+    """The server's clock: ``hello.localTime`` (``isMaster`` where there is no ``hello``).
+
+    DocumentDB's gateway answers an Int64 of epoch milliseconds instead of a date.
+    """
+    from pymongo.errors import OperationFailure
+
+    try:
+        reply = db.command("hello")
+    except OperationFailure:
+        reply = db.command("isMaster")
+    value = reply["localTime"]
+    if isinstance(value, int):
+        return datetime.fromtimestamp(value / 1000, UTC)
+    return _aware(value)
 
 
 def _aware(value: datetime) -> datetime:

@@ -30,7 +30,7 @@ def alley_load_migration(migration: Migration) -> LoadedMigration:
     sys.modules[module.__name__] = module
     try:
         exec(code, module.__dict__)
-    except Exception as error:
+    except (Exception, SystemExit) as error:
         raise DiscoveryError(
             f"{migration.location} failed to load: {_describe(error, migration)}",
             hint="fix the file; nothing ran",
@@ -40,6 +40,7 @@ def alley_load_migration(migration: Migration) -> LoadedMigration:
     return MigrationFunctions(
         up=_callable(module, "up"),
         down=_callable(module, "down"),
+        idempotent=getattr(module, "idempotent", False) is True,
     )
 
 
@@ -57,7 +58,9 @@ def alley_execute_migration(
         raise DiscoveryError(f"{migration.location} has no {direction}(db) function")
     try:
         function(db)
-    except Exception as error:
+    except (Exception, SystemExit) as error:
+        # sys.exit() in a migration is its failure, whatever the code: a deploy script
+        # must not see success, nor alley's own exit codes.
         raise MigrationFailed(
             f"{migration.filename} failed ({direction}): {_describe(error, migration)}",
             cause=error,
@@ -69,7 +72,10 @@ def _describe(error: BaseException, migration: Migration) -> str:
     """``KeyError: 'x' at 0002_x.py:7``, pointing at the user's line, not alley's."""
     frames = traceback.extract_tb(error.__traceback__)
     own = [frame for frame in frames if frame.filename == migration.location]
-    message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    if isinstance(error, SystemExit):
+        message = f"it called sys.exit({error.code!r})"
+    else:
+        message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     if not (own or frames):
         return message
     frame = (own or frames)[-1]

@@ -1,0 +1,201 @@
+"""What became of each step a run claimed: the crash-recovery state machine.
+
+A step's *attempt* is the open :class:`~alley.model.LogEntry` a history store keeps
+under the migration's filename (:class:`alley.store.RunLog`). Its states and the
+transitions between them, all of them, with who makes each::
+
+    (none) ──claim──▶ CLAIMED                    the run opens every step of its plan
+                                                 at once, before the first runs
+    CLAIMED ──its turn──▶ RUNNING                same entry; the run holds the lock
+    RUNNING ──ran, recorded──▶ SUCCEEDED         outcome logged, attempt closed
+    RUNNING ──raised, wrote nothing──▶ FAILED    open; the next ``up`` runs it again
+    RUNNING ──raised after writing──▶ FAILED_AFTER_WRITING
+                                                 open; waits for ``up --retry`` or
+                                                 ``mark`` (unless ``idempotent``)
+    RUNNING ──Ctrl-C──▶ INTERRUPTED              open, logged ``interrupted``
+    RUNNING ──run died, or lost its lease──▶ INTERRUPTED
+                                                 seen by the next run: the entry is
+                                                 still ``started`` and its run's lease
+                                                 is gone; logged then by that run
+    CLAIMED ──run stopped before it──▶ (none)    dropped by the run that stopped, or
+                                                 by the next run if it died
+    RUNNING ──run died after recording──▶ SUCCEEDED
+                                                 the record carries the run's id: the
+                                                 next run logs it and closes it
+    INTERRUPTED, FAILED_AFTER_WRITING ──mark──▶ DECIDED   closed, ``marked-*`` logged
+    FAILED (or --retry) ──next up──▶ CLAIMED     closed and claimed again
+
+A run that lost its lease writes nothing (:mod:`alley.lease`): a step it finished
+afterwards stays RUNNING in the store and is found INTERRUPTED, so a person decides.
+
+Everything here is pure: open attempts, statuses and the lock in, states out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from alley.model import (
+    Attempt,
+    Direction,
+    Event,
+    LockState,
+    LogEntry,
+    MigrationStatus,
+)
+
+
+def _by_filename(statuses: Sequence[MigrationStatus]) -> dict[str, MigrationStatus]:
+    """Each status under its recorded and its current filename (they differ after a
+    rename); the first status wins, as in a scan."""
+    found: dict[str, MigrationStatus] = {}
+    for status in statuses:
+        found.setdefault(status.filename, status)
+        if status.migration is not None:
+            found.setdefault(status.migration.filename, status)
+    return found
+
+
+def finished_by_its_run(attempt: LogEntry, status: MigrationStatus | None) -> bool:
+    """Whether a ``started`` attempt's step completed although it was never closed.
+
+    A run records a step right after it ran and closes its attempts later; if it died
+    in between, the record tells: for ``up``, a record written by that run; for
+    ``down``, no record left.
+    """
+    if attempt.direction is Direction.UP:
+        return (
+            status is not None
+            and status.record is not None
+            and status.record.extra.get("run_id") == attempt.holder.run_id
+        )
+    return status is None or status.record is None
+
+
+def wrote_something(entry: LogEntry) -> bool:
+    """Whether a failed step may have changed data: it sent writes, or nobody knows."""
+    return entry.writes is None or entry.writes > 0
+
+
+@dataclass(frozen=True)
+class RunAttempts:
+    """A run's open attempts, sorted by what became of each.
+
+    A run claims every step of its plan before the first one runs, then runs them one
+    at a time in plan order and stops at the first that fails. So of its attempts still
+    open, those its records show completed are *finished*; the first one that is not is
+    the step it was on (*current*: still running if the run holds the lock, else
+    interrupted, unless it was settled as failed or interrupted); the ones after it
+    never started (*unstarted*) and can be dropped without asking anybody.
+    """
+
+    run_id: str
+    live: bool
+    finished: tuple[LogEntry, ...]
+    current: LogEntry | None
+    unstarted: tuple[LogEntry, ...]
+
+
+def runs_of(
+    statuses: Sequence[MigrationStatus], open_attempts: Sequence[LogEntry], lock: LockState | None
+) -> list[RunAttempts]:
+    """Group open attempts by the run that opened them and classify each (see
+    :class:`RunAttempts`)."""
+    live_run = lock.holder.run_id if lock is not None and not lock.free else None
+    status_of = _by_filename(statuses)
+    by_run: dict[str, list[LogEntry]] = {}
+    for attempt in open_attempts:
+        by_run.setdefault(attempt.holder.run_id, []).append(attempt)
+    runs = []
+    for run_id, attempts in by_run.items():
+        # Plan order (up: ascending ids, down: descending). Not seq: an attempt that
+        # failed or was interrupted carries its outcome's seq, later than any claim's.
+        attempts.sort(
+            key=lambda a: a.migration_id if a.direction is Direction.UP else -a.migration_id
+        )
+        finished: list[LogEntry] = []
+        current: LogEntry | None = None
+        unstarted: list[LogEntry] = []
+        for attempt in attempts:
+            if current is not None:
+                unstarted.append(attempt)
+            elif attempt.event is Event.STARTED and finished_by_its_run(
+                attempt, status_of.get(attempt.filename)
+            ):
+                finished.append(attempt)
+            else:
+                current = attempt
+        runs.append(
+            RunAttempts(run_id, run_id == live_run, tuple(finished), current, tuple(unstarted))
+        )
+    return runs
+
+
+@dataclass(frozen=True)
+class DeadAttempts:
+    """Open ``started`` attempts of runs that no longer hold a live lease.
+
+    :ivar finished: their step completed (its record says so): log them, close them.
+    :ivar interrupted: the step each dead run was on: its effect is unknown.
+    :ivar unstarted: claims the dead run never started: drop them.
+    """
+
+    finished: tuple[LogEntry, ...] = ()
+    interrupted: tuple[LogEntry, ...] = ()
+    unstarted: tuple[LogEntry, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.finished or self.interrupted or self.unstarted)
+
+
+def dead_attempts(
+    statuses: Sequence[MigrationStatus], open_attempts: Sequence[LogEntry], lock: LockState | None
+) -> DeadAttempts:
+    """What runs that died (or lost their lease) left open, sorted for settling."""
+    finished: list[LogEntry] = []
+    interrupted: list[LogEntry] = []
+    unstarted: list[LogEntry] = []
+    for run in runs_of(statuses, open_attempts, lock):
+        if run.live:
+            continue
+        finished += run.finished
+        if run.current is not None and run.current.event is Event.STARTED:
+            interrupted.append(run.current)
+        unstarted += [a for a in run.unstarted if a.event is Event.STARTED]
+    return DeadAttempts(tuple(finished), tuple(interrupted), tuple(unstarted))
+
+
+def annotate(
+    statuses: Sequence[MigrationStatus],
+    open_attempts: Sequence[LogEntry],
+    lock: LockState | None,
+) -> tuple[MigrationStatus, ...]:
+    """Add what became of each migration's open attempt (see the states above)."""
+    states: dict[str, tuple[Attempt, LogEntry]] = {}
+    for run in runs_of(statuses, open_attempts, lock):
+        current = run.current
+        if current is None:
+            continue
+        if current.event is Event.FAILED:
+            state = Attempt.FAILED_AFTER_WRITING if wrote_something(current) else Attempt.FAILED
+        elif current.event is Event.INTERRUPTED or not run.live:
+            state = Attempt.INTERRUPTED
+        else:
+            state = Attempt.RUNNING
+        states[current.filename] = (state, current)
+    annotated = []
+    for status in statuses:
+        names = [status.filename]
+        if status.migration is not None:
+            names.append(status.migration.filename)
+        found = next((states[n] for n in names if n in states), None)
+        annotated.append(
+            dataclasses.replace(
+                status,
+                attempt=found[0] if found else None,
+                attempt_entry=found[1] if found else None,
+            )
+        )
+    return tuple(annotated)

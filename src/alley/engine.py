@@ -1,0 +1,622 @@
+"""The run engine: one object per command that reads, plans, checks and applies.
+
+:class:`Engine` is a command's context -- its settings, plugins, database and history
+store, each made on first use so ``create`` never connects. It reads a
+:class:`Snapshot` (migrations + records + open attempts + lock) once, and runs the
+same pre-flight for a plan, a CI gate and the real command: every file the plan needs
+is loaded and has its functions before anything is written.
+
+:class:`Run` is a command's work under the lock, and the only writer of history: it
+holds the lease and the holder, numbers the run-log entries, and fences every write
+(:meth:`alley.lease.Lease.fence`). What becomes of each step's attempt is the state
+machine of :mod:`alley.attempts`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from alley import attempts, planning, write_watch
+from alley.errors import (
+    AlleyError,
+    DiscoveryError,
+    MigrationFailed,
+    MigrationsFolderMissing,
+    UsageError,
+)
+from alley.hookcalls import Hooks
+from alley.lease import Clock, Lease, StepUnrecorded, acquire, make_holder
+from alley.model import (
+    Direction,
+    Event,
+    HistoryRecord,
+    Holder,
+    LoadedMigration,
+    LockState,
+    LogEntry,
+    Migration,
+    MigrationStatus,
+    Plan,
+    StepResult,
+)
+from alley.plugins import build_plugin_manager
+from alley.settings import Settings
+from alley.store import HistoryStore, RecordExists
+
+StepCallback = Callable[[StepResult], None]
+WaitCallback = Callable[[LockState], None]
+WriteWatch = Callable[[Any], AbstractContextManager[write_watch.Writes]]
+
+# How far the run log may lag behind the steps of a running run.
+LOG_EVERY_S = 1.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a command read, once: the migrations, the records, the open attempts and
+    the lock. Statuses and plans are made from exactly this."""
+
+    migrations: tuple[Migration, ...]
+    records: tuple[HistoryRecord, ...]
+    open_attempts: tuple[LogEntry, ...]
+    lock: LockState | None
+
+    @cached_property
+    def statuses(self) -> tuple[MigrationStatus, ...]:
+        reconciled = planning.reconcile(self.migrations, self.records)
+        return attempts.annotate(reconciled, self.open_attempts, self.lock)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A plan that passed the pre-flight, with every step's code loaded."""
+
+    plan: Plan
+    loaded: dict[str, LoadedMigration]
+
+
+class Engine:
+    """One command's context: settings, plugins, database and history store.
+
+    :param settings: Resolved settings.
+    :param db: A pymongo ``Database`` to use instead of connecting (``Migrations(path, db)``).
+    :param plugins: Extra ``(name, plugin)`` pairs registered after all others.
+    :param clock: The monotonic clock of the lease (tests inject one).
+    :param sleep: How to wait between tries of a busy lock (tests inject one).
+    :param heartbeat: Renew the lease from a thread (tests renew by hand).
+    :param watch_writes: Counts what a step's code writes (tests inject one).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        db: Any = None,
+        plugins: Sequence[tuple[str, object]] = (),
+        clock: Clock = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        heartbeat: bool = True,
+        watch_writes: WriteWatch = write_watch.watch,
+    ) -> None:
+        self.settings = settings
+        self._db = db
+        self._extra_plugins = plugins
+        self.clock = clock
+        self.sleep = sleep
+        self.heartbeat = heartbeat
+        self.watch_writes = watch_writes
+        self.notes: list[str] = []
+
+    @cached_property
+    def hooks(self) -> Hooks:
+        manager = build_plugin_manager(
+            self.settings.disable_plugins,
+            load_only=self.settings.load_plugins,
+            extra_plugins=self._extra_plugins,
+        )
+        return Hooks(manager)
+
+    @cached_property
+    def db(self) -> Any:
+        if self._db is not None:
+            return self._db
+        write_watch.install()  # before the client exists, so it reports to the watcher
+        return self.hooks.connect(self.settings)
+
+    @cached_property
+    def store(self) -> HistoryStore:
+        return self.hooks.history_store(self.settings, self.db)
+
+    @contextmanager
+    def attributed(self) -> Iterator[None]:
+        """Around a whole command: an unexpected error raised by a plugin (the store's
+        included) becomes a :class:`~alley.errors.PluginError` that names it."""
+        try:
+            yield
+        except Exception as error:
+            # The store is known once made; pluggy knows which plugin made it.
+            self.hooks.reraise_attributed(error, self.__dict__.get("store"))
+            raise
+
+    # -- reading ----------------------------------------------------------------
+
+    @cached_property
+    def migrations(self) -> tuple[Migration, ...]:
+        """Every migration, in the order they apply; read once per command."""
+        found = self.hooks.discover(self.settings)
+        planning.check_unique_ids(found.migrations)
+        self.notes.extend(found.notes)
+        return tuple(found.migrations)
+
+    def snapshot(self, lock: LockState | None | bool = True) -> Snapshot:
+        """Read records, open attempts and (unless given) the lock, once each."""
+        migrations = self.migrations
+        store = self.store
+        state = store.lock_state() if lock is True else (lock or None)
+        return Snapshot(migrations, tuple(store.read_records()), tuple(store.read_open()), state)
+
+    # -- the pre-flight -----------------------------------------------------------
+
+    def preflight(
+        self,
+        statuses: Sequence[MigrationStatus],
+        plan: Plan,
+        *,
+        fake: bool = False,
+        allow_drift: bool = False,
+        retry: bool = False,
+    ) -> Checked:
+        """Everything the real command checks before it writes, for the real command,
+        its ``--plan`` and the CI gates alike: load every step's file (``up`` needs
+        both functions, so that it can be rolled back; ``down`` needs ``down``), then
+        refuse steps that wait for a person, and drift.
+
+        :raises DiscoveryError: a file does not compile, fails to import, or lacks a
+            function (exit 3).
+        :raises IntegrityError: an interrupted step, a step that failed after writing,
+            or drift (exit 6).
+        """
+        loaded = {} if fake else self.load(plan)
+        idempotent = {name for name, module in loaded.items() if _idempotent(module)}
+        planning.check_runnable(
+            statuses, allow_drift=allow_drift, retry=retry, idempotent=idempotent
+        )
+        return Checked(plan, loaded)
+
+    def load(self, plan: Plan) -> dict[str, LoadedMigration]:
+        loaded: dict[str, LoadedMigration] = {}
+        needed = ("up", "down") if plan.direction is Direction.UP else ("down",)
+        for step in plan.steps:
+            migration = step.migration
+            assert migration is not None  # planning refuses steps without a file
+            module = self.hooks.load(migration)
+            missing = [name for name in needed if getattr(module, name, None) is None]
+            if missing:
+                raise DiscoveryError(
+                    f"{migration.location} has no {missing[0]}(db) function",
+                    hint="define it (a down that cannot undo may raise); nothing ran",
+                )
+            loaded[migration.filename] = module
+        return loaded
+
+    # -- running ------------------------------------------------------------------
+
+    @contextmanager
+    def locked(self, command: str, on_wait: WaitCallback | None = None) -> Iterator[Run]:
+        """Hold the lock for a command; yield its :class:`Run`, its snapshot read after
+        taking the lock and dead runs' attempts settled."""
+        _ = self.migrations  # files first: a broken folder fails before waiting
+        holder = make_holder(command)
+        lease = acquire(
+            self.store,
+            holder,
+            lease_s=self.settings.lease,
+            wait_s=self.settings.lock_timeout,
+            on_wait=on_wait,
+            clock=self.clock,
+            sleep=self.sleep,
+        )
+        if self.heartbeat:
+            lease.start()
+        run = Run(self, lease, holder)
+        try:
+            run.settle_dead_runs()
+            yield run
+        finally:
+            lease.stop()
+            run.release()
+
+
+def _idempotent(module: LoadedMigration) -> bool:
+    return bool(getattr(module, "idempotent", False))
+
+
+@dataclass
+class Run:
+    """A command's work under the lock: the only writer of history.
+
+    Every write goes through :meth:`_fenced`, which checks the lease first: a run that
+    lost its lease writes nothing -- no record, no outcome, no release.
+    """
+
+    engine: Engine
+    lease: Lease
+    holder: Holder
+    snapshot: Snapshot | None = None
+    _seq: int = 0
+    _started: float = field(default_factory=time.monotonic)
+
+    @property
+    def store(self) -> HistoryStore:
+        return self.engine.store
+
+    @property
+    def generation(self) -> int:
+        return self.lease.generation
+
+    def now(self) -> datetime:
+        """The store's time: its clock when the lock was taken, plus the time elapsed
+        here. Entries and records agree with the lock's times on a wrong-clock client."""
+        server_time = self.lease.state.server_now
+        return server_time + timedelta(seconds=time.monotonic() - self._started)
+
+    def _fenced(self, write: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self.lease.fence()
+        return write(*args, **kwargs)
+
+    # -- the run log ----------------------------------------------------------------
+
+    def entry(
+        self, event: Event, migration: Migration, direction: Direction, **details: Any
+    ) -> LogEntry:
+        return LogEntry(
+            step=f"{direction}:{migration.filename}:{self.holder.run_id}",
+            event=event,
+            migration_id=migration.id,
+            filename=migration.filename,
+            direction=direction,
+            at=self.now(),
+            holder=self.holder,
+            generation=self.generation,
+            seq=self._next_seq(),
+            **details,
+        )
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def outcome(self, entry: LogEntry, event: Event, **details: Any) -> LogEntry:
+        """The outcome of an attempt: its start time and who ran it stay, the order
+        (``generation``, ``seq``) is this run's."""
+        return dataclasses.replace(
+            entry, event=event, generation=self.generation, seq=self._next_seq(), **details
+        )
+
+    # -- settling what dead runs left -------------------------------------------------
+
+    def settle_dead_runs(self) -> Snapshot:
+        """Read the snapshot under the lock and close what dead runs left open:
+        finished steps logged as such, the step each was on logged interrupted (it
+        stays open for a person), the claims they never started dropped."""
+        snapshot = self.engine.snapshot(lock=self.lease.state)
+        dead = attempts.dead_attempts(snapshot.statuses, snapshot.open_attempts, snapshot.lock)
+        if dead:
+            completed = [
+                self.outcome(
+                    a,
+                    Event.SUCCEEDED,
+                    error=f"logged by run {self.holder.run_id}: its record shows it completed",
+                )
+                for a in dead.finished
+            ]
+            stopped = [
+                self.outcome(
+                    a,
+                    Event.INTERRUPTED,
+                    error=f"found unfinished by run {self.holder.run_id}: its process "
+                    f"({a.holder.describe()}) died or lost the lock",
+                )
+                for a in dead.interrupted
+            ]
+            self._fenced(
+                self.store.log,
+                [*completed, *stopped],
+                close=[a.filename for a in (*dead.finished, *dead.unstarted)],
+                keep_open=stopped,
+            )
+            snapshot = self.engine.snapshot(lock=self.lease.state)
+        self.snapshot = snapshot
+        return snapshot
+
+    # -- applying a plan ------------------------------------------------------------
+
+    def apply(
+        self, checked: Checked, *, fake: bool = False, on_step: StepCallback | None = None
+    ) -> tuple[StepResult, ...]:
+        """Claim every step, then run each, record it, and log its outcome.
+
+        :raises MigrationFailed: a migration raised; the steps before it stay recorded.
+        :raises LeaseLost: the lease was lost before a step; nothing more was written.
+        :raises StepUnrecorded: a step finished after the lease was lost (or another run
+            recorded it meanwhile); it is left for a person.
+        :raises ClaimConflict: another run holds an attempt at one of the steps.
+        """
+        plan = checked.plan
+        if not plan:
+            return ()
+        if not fake:
+            _prepend_sys_path(self.engine.settings.sys_path)
+        claims = [self.entry(Event.STARTED, _file(s), plan.direction, fake=fake) for s in plan.steps]
+        retried = [c.filename for s, c in zip(plan.steps, claims, strict=True) if s.attempt]
+        if retried:  # failed attempts of earlier runs, run again now
+            self._fenced(self.store.log, [], close=retried)
+        self._fenced(self.store.open_attempts, claims)
+        batch = _Batch(self)
+        results: list[StepResult] = []
+        current: str | None = None  # its claim stays open if the run stops here
+        try:
+            for step, claim in zip(plan.steps, claims, strict=True):
+                self.lease.fence()
+                current = claim.filename
+                results.append(self._step(step, claim, checked, fake, batch))
+                current = None
+                if on_step is not None:
+                    on_step(results[-1])
+                batch.flush_if_due()
+        finally:
+            if self.lease.lost is None:
+                unstarted = [c.filename for c in claims[len(results) :] if c.filename != current]
+                try:
+                    batch.flush(also_close=unstarted)
+                except AlleyError as error:
+                    # The records are written: the next run logs these steps and closes them.
+                    self.engine.notes.append(f"could not log this run's last steps: {error}")
+        return tuple(results)
+
+    def _step(
+        self, step: MigrationStatus, claim: LogEntry, checked: Checked, fake: bool, batch: _Batch
+    ) -> StepResult:
+        migration = _file(step)
+        direction = claim.direction
+        started = dataclasses.replace(claim, at=self.now())
+        clock = time.perf_counter()
+        with self.engine.watch_writes(self.engine.db) as writes:
+            try:
+                if not fake:
+                    self._execute(migration, checked.loaded[migration.filename], direction)
+            except MigrationFailed as error:
+                failed = self.outcome(
+                    started,
+                    Event.FAILED,
+                    duration_s=time.perf_counter() - clock,
+                    error=f"{error}; it wrote {writes.describe()}",
+                    writes=writes.count,
+                )
+                batch.add(failed, keep_open=True)
+                if self.lease.lost is None:
+                    batch.flush()
+                raise
+            except KeyboardInterrupt:
+                # Its effect is unknown: logged interrupted, so the next run asks a person.
+                stopped = self.outcome(
+                    started,
+                    Event.INTERRUPTED,
+                    duration_s=time.perf_counter() - clock,
+                    error="interrupted by the user (Ctrl-C)",
+                )
+                batch.add(stopped, keep_open=True)
+                if self.lease.lost is None:
+                    batch.flush()
+                raise
+        duration = time.perf_counter() - clock
+        self._record(step, migration, direction, duration, fake)
+        batch.add(self.outcome(started, Event.SUCCEEDED, duration_s=round(duration, 6)))
+        return StepResult(migration.id, migration.filename, direction, fake, duration)
+
+    def _execute(self, migration: Migration, loaded: LoadedMigration, direction: Direction) -> None:
+        try:
+            self.engine.hooks.execute(migration, loaded, direction, self.engine.db)
+        except SystemExit as error:
+            # An executor plugin let the migration's sys.exit() through: still its failure.
+            raise MigrationFailed(
+                f"{migration.filename} failed ({direction}): it called sys.exit({error.code!r})",
+                cause=error,
+            ) from error
+
+    def _record(
+        self,
+        step: MigrationStatus,
+        migration: Migration,
+        direction: Direction,
+        duration: float,
+        fake: bool,
+    ) -> None:
+        lost = self.lease.lost
+        if lost is not None:
+            raise StepUnrecorded(
+                f"{migration.filename} finished ({direction}) after this run lost the lock "
+                f"({lost}); it is not recorded and nothing more ran",
+                hint=f"check the database, then 'alley mark {migration.id} --applied' or "
+                f"'alley mark {migration.id} --pending'",
+            )
+        if direction is Direction.DOWN:
+            assert step.record is not None
+            self._fenced(self.store.remove_record, step.record)
+            return
+        record = applied_record(
+            migration, duration_s=duration, fake=fake, holder=self.holder, date=self.now()
+        )
+        try:
+            self._fenced(self.store.add_record, record)
+        except RecordExists as error:
+            raise StepUnrecorded(
+                f"{migration.filename} finished, but another run recorded it meanwhile; "
+                "this run did not record it and stopped",
+                hint=f"check the database for changes made twice, then decide with "
+                f"'alley mark {migration.id} --applied' or '--pending'",
+            ) from error
+
+    # -- decisions ----------------------------------------------------------------------
+
+    def mark(self, wanted: int, *, applied: bool) -> tuple[str, tuple[str, ...]]:
+        """Decide a migration's state by hand; return its filename and the attempts
+        the decision settled."""
+        snapshot = self.snapshot or self.settle_dead_runs()
+        statuses = [s for s in snapshot.statuses if s.id == wanted]
+        if not statuses:
+            raise UsageError(f"no migration has id {wanted}", hint="see 'alley status'")
+        current = next((s for s in statuses if s.migration is not None), statuses[0])
+        if applied and current.migration is None:
+            raise UsageError(
+                f"cannot mark {current.filename} applied: its file is gone",
+                hint=f"mark it pending with 'alley mark {wanted} --pending'",
+            )
+        for status in statuses:
+            if status.record is not None:
+                self._fenced(self.store.remove_record, status.record)
+        if applied:
+            assert current.migration is not None
+            record = applied_record(
+                current.migration,
+                duration_s=0.0,
+                fake=True,
+                holder=self.holder,
+                date=self.now(),
+                marked=True,
+            )
+            self._fenced(self.store.add_record, record)
+        filenames = {s.filename for s in statuses} | {
+            s.migration.filename for s in statuses if s.migration is not None
+        }
+        unresolved = tuple(s.attempt_entry.step for s in statuses if s.attempt_entry is not None)
+        filename = current.migration.filename if current.migration else current.filename
+        decision = LogEntry(
+            step=f"mark:{filename}:{self.holder.run_id}",
+            event=Event.MARKED_APPLIED if applied else Event.MARKED_PENDING,
+            migration_id=wanted,
+            filename=filename,
+            direction=Direction.UP if applied else Direction.DOWN,
+            at=self.now(),
+            holder=self.holder,
+            checksum=current.migration.checksum if current.migration else None,
+            resolves=unresolved,
+            generation=self.generation,
+            seq=self._next_seq(),
+        )
+        self._fenced(self.store.log, [decision], close=sorted(filenames))
+        return filename, unresolved
+
+    def release(self) -> None:
+        """Release the lock, unless it was lost (then it is not this run's to release)."""
+        if self.lease.lost is not None:
+            return
+        try:
+            self._fenced(self.store.release_lock, self.generation)
+        except Exception as error:
+            # The error that brought us here matters more; the lease expires on its own.
+            self.engine.notes.append(
+                f"could not release the lock ({error}); it frees itself when the "
+                f"{self.lease.state.lease_s:g}s lease runs out"
+            )
+
+
+@dataclass
+class _Batch:
+    """Outcome entries not yet in the run log; logging them settles their attempts."""
+
+    run: Run
+    entries: list[LogEntry] = field(default_factory=list)
+    closable: list[str] = field(default_factory=list)
+    keep_open: list[LogEntry] = field(default_factory=list)
+    _flushed_at: float = field(default_factory=time.monotonic)
+
+    def add(self, entry: LogEntry, *, keep_open: bool = False) -> None:
+        self.entries.append(entry)
+        if keep_open:
+            self.keep_open.append(entry)
+        else:
+            self.closable.append(entry.filename)
+
+    def flush_if_due(self) -> None:
+        if time.monotonic() - self._flushed_at >= LOG_EVERY_S:
+            self.flush()
+
+    def flush(self, also_close: Sequence[str] = ()) -> None:
+        close = [*self.closable, *also_close]
+        if self.entries or close or self.keep_open:
+            self.run._fenced(self.run.store.log, self.entries, close=close, keep_open=self.keep_open)
+        self.entries, self.closable, self.keep_open = [], [], []
+        self._flushed_at = time.monotonic()
+
+
+def _file(step: MigrationStatus) -> Migration:
+    assert step.migration is not None  # planning refuses steps without a file
+    return step.migration
+
+
+def _prepend_sys_path(folders: Sequence[Path]) -> None:
+    """Let migrations import the project's own code, as they could when run with
+    ``python -m`` from the project's root; the ``alley`` script's own folder is first
+    on sys.path otherwise."""
+    for folder in reversed(folders):
+        entry = str(folder)
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+
+
+def applied_record(
+    migration: Migration,
+    *,
+    duration_s: float,
+    fake: bool,
+    holder: Holder,
+    date: datetime,
+    **extra: Any,
+) -> HistoryRecord:
+    """The history record of a migration that was just applied (or faked, or marked)."""
+    return HistoryRecord(
+        id=migration.id,
+        filename=migration.filename,
+        date=date,
+        checksum=migration.checksum,
+        extra={
+            "duration_s": round(duration_s, 6),
+            "fake": fake,
+            "alley_version": holder.alley_version,
+            "host": holder.host,
+            "user": holder.user,
+            "pid": holder.pid,
+            "run_id": holder.run_id,
+            **extra,
+        },
+    )
+
+
+def read_without_files(engine: Engine) -> tuple[Migration, ...]:
+    """The migrations, or none when their source is missing (``history`` reads the log
+    from the store alone)."""
+    try:
+        return engine.migrations
+    except MigrationsFolderMissing:
+        return ()
+
+
+__all__ = [
+    "LOG_EVERY_S",
+    "Checked",
+    "Engine",
+    "Run",
+    "Snapshot",
+    "applied_record",
+    "read_without_files",
+]

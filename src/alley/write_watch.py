@@ -1,0 +1,137 @@
+"""Which writes a migration's code sent, from PyMongo's command monitoring.
+
+A failed step that wrote nothing can simply run again; one that wrote something may
+not (it would apply part of itself twice). The client alley hands a migration can
+tell: a :class:`pymongo.monitoring.CommandListener` registered before the client is
+made sees every command it sends. Only commands sent from the thread running the
+migration, while it runs, are counted (the heartbeat and the store use other threads
+or other moments), and any command that is not a known read counts as a write.
+
+A client made before the listener was registered (``Migrations(path, db)`` with an
+application's own client) cannot tell: its steps count as having written (``None``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pymongo.monitoring import CommandStartedEvent
+
+# Commands that never change data. Anything else a migration sends is a write.
+READS = frozenset(
+    {
+        "find", "getMore", "count", "distinct", "listCollections", "listIndexes",
+        "listDatabases", "ping", "hello", "isMaster", "ismaster", "buildInfo", "buildinfo",
+        "dbStats", "collStats", "serverStatus", "explain", "killCursors", "endSessions",
+        "saslStart", "saslContinue", "authenticate", "getnonce", "connectionStatus",
+        "getParameter", "getLog", "hostInfo", "whatsmyuri", "listCommands", "dataSize",
+    }
+)  # fmt: skip
+_OUTPUT_STAGES = ("$out", "$merge")
+
+
+class Writes:
+    """What one step's code sent: a count per ``command collection``."""
+
+    def __init__(self) -> None:
+        self.commands: Counter[str] = Counter()
+        self.known = True
+
+    @property
+    def count(self) -> int | None:
+        return sum(self.commands.values()) if self.known else None
+
+    def describe(self) -> str:
+        if not self.known:
+            return "unknown (the client was made before alley could watch it)"
+        if not self.commands:
+            return "nothing"
+        return ", ".join(f"{name} ×{n}" if n > 1 else name for name, n in self.commands.items())
+
+
+def _is_write(name: str, command: Any) -> bool:
+    if name in READS:
+        return False
+    if name == "aggregate":
+        pipeline = command.get("pipeline") or []
+        return bool(pipeline) and any(stage in pipeline[-1] for stage in _OUTPUT_STAGES)
+    return True
+
+
+def _listener_base() -> type:
+    from pymongo.monitoring import CommandListener
+
+    return CommandListener
+
+
+class _Watcher:
+    """The one listener of this process; counts into the step being watched."""
+
+    def __init__(self) -> None:
+        self._watching: tuple[int, Writes] | None = None
+
+    def started(self, event: CommandStartedEvent) -> None:
+        watching = self._watching
+        if watching is None or watching[0] != threading.get_ident():
+            return
+        name = event.command_name
+        if _is_write(name, event.command):
+            target = event.command.get(name)
+            where = f" {target}" if isinstance(target, str) else ""
+            watching[1].commands[f"{name}{where}"] += 1
+
+    def succeeded(self, event: Any) -> None:
+        pass
+
+    def failed(self, event: Any) -> None:
+        pass
+
+    @contextmanager
+    def watch(self, db: Any) -> Iterator[Writes]:
+        writes = Writes()
+        writes.known = self.sees(db)
+        self._watching = (threading.get_ident(), writes)
+        try:
+            yield writes
+        finally:
+            self._watching = None
+
+    def sees(self, db: Any) -> bool:
+        client = getattr(db, "client", None)
+        options = getattr(client, "options", None)
+        listeners = getattr(options, "event_listeners", None) or ()
+        return any(listener is _listener for listener in listeners)
+
+
+_listener: Any = None
+_install_lock = threading.Lock()
+
+
+def install() -> None:
+    """Register the listener once per process; clients made afterwards report to it."""
+    global _listener
+    with _install_lock:
+        if _listener is not None:
+            return
+        from pymongo import monitoring
+
+        cls = type("AlleyWriteWatcher", (_Watcher, _listener_base()), {})
+        _listener = cls()
+        monitoring.register(_listener)
+
+
+@contextmanager
+def watch(db: Any) -> Iterator[Writes]:
+    """Count the writes this thread sends through ``db``'s client while in the block."""
+    if _listener is None:
+        writes = Writes()
+        writes.known = False
+        yield writes
+        return
+    with _listener.watch(db) as writes:
+        yield writes
