@@ -17,7 +17,20 @@ from pymongo import MongoClient, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from alley.testing import URI_ENV, Server, ServerKind, find_ferretdb, start_server
+from alley.testing import (
+    SERVER_ENV,
+    URI_ENV,
+    Capabilities,
+    Server,
+    ServerKind,
+    find_ferretdb,
+    start_server,
+)
+from alley.testing.mongo_java_server import (
+    MONGO_JAVA_SERVER_VERSION,
+    REPORTED_WIRE_VERSION,
+    find_mongo_java_server,
+)
 
 pytestmark = pytest.mark.server
 
@@ -102,7 +115,10 @@ def test_mongo_db_uri_names_the_test_database(mongo_db: Db, mongo_db_uri: str) -
 def test_env_uri_is_used_as_is_and_test_databases_are_dropped(
     mongodb_server: Server, mongo_client: MongoClient[dict[str, Any]], tmp_path: Path
 ) -> None:
-    """An inner pytest run, pointed at this server, uses it (kind "uri") and drops its DB."""
+    """An inner pytest run, pointed at this server, uses it (kind "uri") and drops its DB.
+
+    It recognises the server from ``buildInfo``: same version, same capabilities.
+    """
     (tmp_path / "test_inner.py").write_text(
         textwrap.dedent(
             """
@@ -112,11 +128,14 @@ def test_env_uri_is_used_as_is_and_test_databases_are_dropped(
                 mongo_db.c.insert_one({"x": 1})
                 pathlib.Path("out.json").write_text(json.dumps(
                     {"kind": mongodb_server.kind, "uri": mongodb_server.uri,
-                     "db": mongo_db.name}))
+                     "db": mongo_db.name, "version": mongodb_server.version,
+                     "description": mongodb_server.description,
+                     "capabilities": mongodb_server.capabilities.as_dict()}))
             """
         )
     )
-    env = {**os.environ, URI_ENV: mongodb_server.uri}
+    env = {k: v for k, v in os.environ.items() if k != SERVER_ENV}
+    env[URI_ENV] = mongodb_server.uri
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_inner.py"],
         cwd=tmp_path,
@@ -132,8 +151,10 @@ def test_env_uri_is_used_as_is_and_test_databases_are_dropped(
     assert out["uri"] == mongodb_server.uri
     assert out["db"].startswith("alley_test_")
     assert out["db"] not in mongo_client.list_database_names()
+    assert out["version"] == mongodb_server.version
+    assert out["capabilities"] == mongodb_server.capabilities.as_dict()
     # The terminal summary says which server the run used.
-    assert f"alley.testing: {mongodb_server.version}" in done.stdout.replace("FerretDB ", "")
+    assert f"alley.testing: {out['description']}" in done.stdout
     assert f"from {URI_ENV} at" in done.stdout
 
 
@@ -197,6 +218,98 @@ def test_second_ferretdb_starts_from_the_cache_in_seconds(mongodb_server: Server
     assert not server.workdir.exists()
 
 
+def test_second_mongo_java_server_starts_from_the_cache_in_seconds(
+    mongodb_server: Server,
+) -> None:
+    """mongo-java-server from its cached build: PyMongo 4.20 connects (wire 13), and the
+    operations alley relies on work: insert, find, a unique index, an upserting
+    find_one_and_update, hello."""
+    if find_mongo_java_server() is None:
+        pytest.skip(
+            "mongo-java-server is not built in the cache (ALLEY_TEST_SERVER=mongo-java-server "
+            f"builds it): this run uses {mongodb_server.kind}"
+        )
+    messages: list[str] = []
+    started = time.monotonic()
+    only: tuple[ServerKind, ...] = ("mongo-java-server",)
+    server = start_server(kinds=only, build=False, log=messages.append)
+    elapsed = time.monotonic() - started
+    try:
+        assert server.kind == "mongo-java-server"
+        assert server.version == MONGO_JAVA_SERVER_VERSION
+        assert not [m for m in messages if "building" in m]
+        assert elapsed < 20, f"mongo-java-server took {elapsed:.1f} s to start"
+        client: MongoClient[dict[str, Any]] = MongoClient(server.uri, serverSelectionTimeoutMS=5000)
+        try:
+            hello = client.admin.command("hello")
+            assert hello["maxWireVersion"] == REPORTED_WIRE_VERSION
+            assert hello["isWritablePrimary"] is True
+            info = client.admin.command("buildInfo")
+            assert info["mongoJavaServerVersion"] == MONGO_JAVA_SERVER_VERSION
+            db = client.alley_smoke
+            db.things.insert_one({"_id": 1, "k": "a"})
+            assert db.things.find_one({"_id": 1}) == {"_id": 1, "k": "a"}
+            db.things.create_index("k", unique=True)
+            with pytest.raises(DuplicateKeyError):
+                db.things.insert_one({"_id": 2, "k": "a"})
+            upserted = db.lock.find_one_and_update(
+                {"_id": "lock", "owner": None},
+                {"$set": {"owner": "me"}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+            assert upserted == {"_id": "lock", "owner": "me"}
+        finally:
+            client.close()
+    finally:
+        server.stop()
+    assert server.pid is not None
+    assert server.workdir is not None
+    assert not _alive(server.pid)
+    assert not server.workdir.exists()
+
+
+def test_requires_marker_skips_naming_the_capability_and_the_server(
+    mongodb_server: Server, server_capabilities: Capabilities, tmp_path: Path
+) -> None:
+    """``@pytest.mark.requires``: runs where the server has it, else a skip saying why."""
+    present = [n for n in Capabilities.names() if server_capabilities.has(n)]
+    missing = server_capabilities.missing()
+    (tmp_path / "test_inner.py").write_text(
+        textwrap.dedent(
+            f"""
+            import pytest
+
+            @pytest.mark.requires(*{present!r})
+            def test_present(mongo_db):
+                pass
+
+            @pytest.mark.requires(*{missing!r})
+            def test_missing(mongo_db):
+                pass
+            """
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if k != SERVER_ENV}
+    env[URI_ENV] = mongodb_server.uri
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-rs", "-p", "no:cacheprovider", "test_inner.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    if missing:
+        assert "1 passed, 1 skipped" in done.stdout, done.stdout
+        assert f"needs {', '.join(missing)}, which " in done.stdout
+    else:
+        assert "2 passed" in done.stdout, done.stdout
+
+
+@pytest.mark.requires("auth")
 def test_server_with_credentials_rejects_a_wrong_password(mongodb_server: Server) -> None:
     from pymongo.errors import OperationFailure
 

@@ -684,7 +684,13 @@ def _use_uri(uri: str, credentials: Credentials | None) -> Server:
     capabilities = capabilities_from_server_info(info, hello)
     stopper: Callable[[], None] | None = None
     if credentials is not None:
-        stopper = _create_user(uri, credentials)
+        try:
+            stopper = _create_user(uri, credentials)
+        except PyMongoError as exc:
+            raise ServerUnavailable(
+                f"could not create the user {credentials.username!r} on the server of "
+                f"{URI_ENV} ({_redact(uri)}): {exc}"
+            ) from exc
         uri = _with_credentials(uri, credentials)
     ferret = info.get("ferretdbVersion")
     mongo_java_server = info.get("mongoJavaServerVersion")
