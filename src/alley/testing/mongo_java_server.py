@@ -348,7 +348,7 @@ def build_mongo_java_server(
             return target
         log(
             f"building mongo-java-server {MONGO_JAVA_SERVER_VERSION} with {mvn} into {target}; "
-            "this happens once and takes about half a minute"
+            "this happens once and takes about a minute (10 s when ~/.m2 has the jars)"
         )
         started = time.monotonic()
         what = f"mongo-java-server {MONGO_JAVA_SERVER_VERSION}"

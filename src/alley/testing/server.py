@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from alley.testing.capabilities import (
@@ -738,7 +738,7 @@ def selected_kinds(
             f"use one of {', '.join(ALL_KINDS)} (or unset it for the default order "
             f"{', '.join(DEFAULT_KINDS)})"
         )
-    return (cast(ServerKind, chosen),)
+    return (chosen,)
 
 
 def _unavailable(kinds: tuple[ServerKind, ...], env: Mapping[str, str], why: str = "") -> str:
