@@ -246,17 +246,26 @@ def race_once(store: HistoryStore, race: str, index: int) -> tuple[str, str]:
     raise ValueError(race)
 
 
-def race_in_process(
-    factory: StoreFactory, race: str, index: int, barrier: Any, results: Any
-) -> None:
-    """A child process: its own handle from ``factory``, then the race at the barrier."""
+RACES = ("lock", "claim", "record")
+
+
+def race_in_process(factory: StoreFactory, index: int, barrier: Any, results: Any) -> None:
+    """A child process: its own handle from ``factory``, then each of :data:`RACES`, all
+    children starting each race together at ``barrier``. Errors go to the parent."""
     try:
         store = factory()
-        barrier.wait()
-        outcome = race_once(store, race, index)
-    except BaseException as error:  # reported to the parent, which fails the test
-        outcome = ("error", f"{type(error).__name__}: {error}")
-    results.put((index, *outcome))
+    except BaseException as error:
+        barrier.abort()  # the others stop waiting for this one
+        for race in RACES:
+            results.put((race, index, "error", f"store_factory(): {error!r}"))
+        return
+    for race in RACES:
+        try:
+            barrier.wait()
+            outcome = race_once(store, race, index)
+        except BaseException as error:
+            outcome = ("error", f"{type(error).__name__}: {error}")
+        results.put((race, index, *outcome))
 
 
 # -- the suite ------------------------------------------------------------------------------
@@ -640,48 +649,50 @@ class StoreContract:
         assert state is not None
         assert (state.generation, state.released) == (rounds, True)
 
-    @pytest.mark.parametrize("race", ["lock", "claim", "record"])
-    def test_processes_racing_win_once(self, store_factory: StoreFactory, race: str) -> None:
+    def test_processes_racing_for_the_lock_a_claim_and_a_record_win_once(
+        self, store_factory: StoreFactory
+    ) -> None:
         if not self.supports_processes:
             pytest.skip(
                 f"{type(self).__name__}.supports_processes is False: "
                 "this store cannot be shared across processes"
             )
-        outcomes = self.race_in_processes(store_factory, race)
+        outcomes = self.race_in_processes(store_factory)
 
-        errors = [o for o in outcomes if o[1] == "error"]
+        errors = [o for o in outcomes if o[2] == "error"]
         assert not errors, errors
-        winners = [o for o in outcomes if o[1] == "won"]
-        assert len(winners) == 1, outcomes
-        [(index, _, detail)] = winners
-        losers = sorted(o[2] for o in outcomes if o[1] == "lost")
         store = store_factory()
-        if race == "lock":
-            state = store.lock_state()
-            assert state is not None
-            assert (state.generation, state.holder.run_id) == (1, detail.split(":", 1)[1])
-            assert losers == [detail] * (self.racers - 1)  # all saw the winner's generation
-        elif race == "claim":
-            assert losers == [SHARED] * (self.racers - 1)
-            open_ = store.read_open()
-            assert sorted(e.filename for e in open_) == [SHARED, _own(index)]
-            assert {e.holder.run_id for e in open_} == {detail}
-        else:
-            assert losers == [SHARED] * (self.racers - 1)
-            [read] = store.read_records()
-            assert read.extra.get("run_id") == detail
+        for race in RACES:
+            mine = [o for o in outcomes if o[0] == race]
+            winners = [o for o in mine if o[2] == "won"]
+            assert len(winners) == 1, f"{race}: {len(winners)} processes won: {mine}"
+            [(_, index, _, detail)] = winners
+            losers = sorted(o[3] for o in mine if o[2] == "lost")
+            if race == "lock":
+                state = store.lock_state()
+                assert state is not None
+                assert (state.generation, state.holder.run_id) == (1, detail.split(":", 1)[1])
+                assert losers == [detail] * (self.racers - 1), f"lock: losers saw {losers}"
+            elif race == "claim":
+                assert losers == [SHARED] * (self.racers - 1), f"claim: {losers}"
+                open_ = store.read_open()
+                assert sorted(e.filename for e in open_) == [SHARED, _own(index)], open_
+                assert {e.holder.run_id for e in open_} == {detail}
+            else:
+                assert losers == [SHARED] * (self.racers - 1), f"record: {losers}"
+                [read] = store.read_records()
+                assert read.extra.get("run_id") == detail
 
-    def race_in_processes(self, factory: StoreFactory, race: str) -> list[tuple[int, str, str]]:
-        """Start ``racers`` processes that each call ``factory`` and race; their outcomes."""
+    def race_in_processes(self, factory: StoreFactory) -> list[tuple[str, int, str, str]]:
+        """``racers`` processes that each call ``factory`` and run :data:`RACES`; their
+        outcomes ``(race, index, "won" | "lost" | "error", detail)``."""
         # Any: typeshed's BaseContext lacks Process (only the concrete contexts have it).
         context: Any = multiprocessing.get_context(self.process_start_method)
         barrier = context.Barrier(self.racers, timeout=120)
         results = context.Queue()
         processes = [
             context.Process(
-                target=race_in_process,
-                args=(factory, race, index, barrier, results),
-                daemon=True,
+                target=race_in_process, args=(factory, index, barrier, results), daemon=True
             )
             for index in range(self.racers)
         ]
@@ -696,8 +707,9 @@ class StoreContract:
                         "functools.partial of a module-level function), or set "
                         "supports_processes = False"
                     )
-            return [results.get(timeout=180) for _ in processes]
+            return [results.get(timeout=300) for _ in range(len(processes) * len(RACES))]
         finally:
+            barrier.abort()  # a child still waiting (the parent failed) stops now
             for process in processes:
                 process.join(timeout=10)
                 if process.is_alive():
