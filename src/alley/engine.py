@@ -33,7 +33,7 @@ from alley.errors import (
     MigrationsFolderMissing,
     UsageError,
 )
-from alley.hookcalls import Hooks
+from alley.hookcalls import Hooks, as_connection_error
 from alley.lease import Clock, Lease, StepUnrecorded, acquire, make_holder
 from alley.model import (
     Direction,
@@ -194,6 +194,8 @@ class Engine:
 
     def load(self, plan: Plan) -> dict[str, LoadedMigration]:
         loaded: dict[str, LoadedMigration] = {}
+        if plan:
+            _prepend_sys_path(self.settings.sys_path)
         needed = ("up", "down") if plan.direction is Direction.UP else ("down",)
         for step in plan.steps:
             migration = step.migration
@@ -354,9 +356,12 @@ class Run:
         plan = checked.plan
         if not plan:
             return ()
-        if not fake:
-            _prepend_sys_path(self.engine.settings.sys_path)
-        claims = [self.entry(Event.STARTED, _file(s), plan.direction, fake=fake) for s in plan.steps]
+        claims = [
+            self.entry(
+                Event.STARTED, _file(s), plan.direction, checksum=_file(s).checksum, fake=fake
+            )
+            for s in plan.steps
+        ]
         retried = [c.filename for s, c in zip(plan.steps, claims, strict=True) if s.attempt]
         if retried:  # failed attempts of earlier runs, run again now
             self._fenced(self.store.log, [], close=retried)
@@ -395,6 +400,11 @@ class Run:
                 if not fake:
                     self._execute(migration, checked.loaded[migration.filename], direction)
             except MigrationFailed as error:
+                lost_connection = as_connection_error(error.cause)
+                if lost_connection is not None:
+                    # Whether its last write reached the server is unknown: the attempt
+                    # stays open as it is, and the next run finds it interrupted.
+                    raise lost_connection from error
                 failed = self.outcome(
                     started,
                     Event.FAILED,

@@ -70,7 +70,7 @@ class Hooks:
         """Raise ``error`` as a PluginError naming the plugin it came from, or a lost
         connection as ConnectionFailed; return if it is neither. ``store``'s class (and
         its bases) name the history store's plugin."""
-        connection_error = _as_connection_error(error)
+        connection_error = as_connection_error(error)
         if connection_error is not None:
             raise connection_error from error
         owners = [
@@ -165,7 +165,7 @@ class Hooks:
         return self._result(result, "alley_history_store")  # type: ignore[no-any-return]
 
 
-def _as_connection_error(error: BaseException) -> ConnectionFailed | None:
+def as_connection_error(error: BaseException | None) -> ConnectionFailed | None:
     # pymongo is only imported once something connected; no connection, no such error.
     errors = sys.modules.get("pymongo.errors")
     if errors is None or not isinstance(error, errors.ConnectionFailure):

@@ -108,7 +108,13 @@ def _note(status: MigrationStatus) -> str:
     elif status.attempt is Attempt.RUNNING:
         notes.append("running now")
     elif status.attempt is Attempt.FAILED and entry is not None:
-        notes.append(f"last {entry.direction} failed at {_date(entry.at)}")
+        notes.append(f"last {entry.direction} failed at {_date(entry.at)}; it wrote nothing")
+    elif status.attempt is Attempt.FAILED_AFTER_WRITING and entry is not None:
+        wrote = (entry.error or "").rpartition("; it wrote ")[2] or "something"
+        notes.append(
+            f"FAILED during {entry.direction} at {_date(entry.at)} after it wrote {wrote}: "
+            f"run 'alley {entry.direction} --retry' or 'alley mark {status.id} --applied|--pending'"
+        )
     return "; ".join(notes)
 
 

@@ -299,6 +299,7 @@ def _log_document(entry: LogEntry) -> dict[str, Any]:
         "resolves": list(entry.resolves),
         "generation": entry.generation,
         "seq": entry.seq,
+        "writes": entry.writes,
     }
 
 
@@ -329,6 +330,7 @@ def _log_entry(document: dict[str, Any]) -> LogEntry:
         resolves=tuple(document.get("resolves", ())),
         generation=int(document.get("generation", 0)),
         seq=int(document.get("seq", 0)),
+        writes=None if document.get("writes") is None else int(document["writes"]),
     )
 
 

@@ -8,6 +8,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 from alley.errors import DiscoveryError, MigrationFailed
+from alley.hookcalls import driver_message
 from alley.hookspecs import hookimpl
 from alley.model import Direction, LoadedMigration, Migration, MigrationFunctions
 
@@ -75,7 +76,8 @@ def _describe(error: BaseException, migration: Migration) -> str:
     if isinstance(error, SystemExit):
         message = f"it called sys.exit({error.code!r})"
     else:
-        message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        text = driver_message(error) if str(error) else ""
+        message = f"{type(error).__name__}: {text}" if text else type(error).__name__
     if not (own or frames):
         return message
     frame = (own or frames)[-1]

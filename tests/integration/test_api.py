@@ -108,17 +108,17 @@ class OtherCollectionStore(MongoHistoryStore):
     def alley_history_store(self, settings: Any, db: Any) -> Any:
         return self
 
-    def read(self) -> list[HistoryRecord]:
+    def read_records(self) -> list[HistoryRecord]:
         return [
             HistoryRecord(d["n"], d["name"], d["at"], d.get("sum")) for d in self.collection.find()
         ]
 
-    def record_applied(self, migration: Migration, record: HistoryRecord) -> None:
+    def add_record(self, record: HistoryRecord) -> None:
         self.collection.insert_one(
             {"n": record.id, "name": record.filename, "at": record.date, "sum": record.checksum}
         )
 
-    def remove_applied(self, record: HistoryRecord) -> None:
+    def remove_record(self, record: HistoryRecord) -> None:
         self.collection.delete_one({"name": record.filename})
 
 
@@ -188,7 +188,7 @@ def test_round_trips_constant_for_status_and_one_write_per_migration_for_up(
     tmp_path: Path, mongodb_uri: str, mongo_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The run log is appended once a second while a run lasts; one batch here.
-    monkeypatch.setattr("alley.runner.LOG_EVERY_S", 3600.0)
+    monkeypatch.setattr("alley.engine.LOG_EVERY_S", 3600.0)
     small_up, small_status = commands_of_up_and_status(
         tmp_path / "small", mongodb_uri, "alley_rt_small", 3
     )

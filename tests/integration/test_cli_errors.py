@@ -36,12 +36,21 @@ def test_failing_migration_stops_there_unrecorded_with_users_file_and_line(
     assert [r["id"] for r in mongo_db.db_migrations.find()] == [1]
     assert {d["_id"] for d in mongo_db.counters.find()} == {"0001"}
 
-    verbose = project.alley("up", "--verbose")
+    # It wrote before it raised: running it again could write twice, so up waits.
+    blocked = project.alley("up")
+    assert blocked.returncode == INTEGRITY, blocked.output
+    assert "0002_b.py failed (up) after it wrote insert x" in error_line(blocked.stderr)
+    assert "--retry" in blocked.stderr
+    assert project.alley("up", "--plan").returncode == INTEGRITY
+    assert project.alley("status", "--check").returncode == INTEGRITY
+    assert project.alley("verify").returncode == INTEGRITY
+
+    verbose = project.alley("up", "--retry", "--verbose")
     assert verbose.returncode == FAILED
     assert "Traceback" in verbose.stderr
 
     project.write("0002_b.py", up="pass")
-    fixed = project.alley("up")
+    fixed = project.alley("up", "--retry")
     assert fixed.returncode == 0, fixed.output
     assert sorted(r["id"] for r in mongo_db.db_migrations.find()) == [1, 2, 3]
 
@@ -75,15 +84,19 @@ def test_missing_up_function_is_reported_before_anything_runs(
     assert mongo_db.counters.count_documents({}) == 0
 
 
-def test_missing_down_function(project: Project, mongo_db: Any) -> None:
-    (project.folder / "0001_no_down.py").write_text("def up(db):\n    pass\n")
-    assert project.alley("up").returncode == 0
+def test_missing_down_function_fails_up_and_its_gates_before_anything_runs(
+    project: Project, mongo_db: Any
+) -> None:
+    project.counter("0001_a.py")
+    (project.folder / "0002_no_down.py").write_text("def up(db):\n    db.x.insert_one({})\n")
 
-    result = project.alley("down", "1")
-
-    assert result.returncode == CONFIG
-    assert "down(db)" in error_line(result.stderr)
-    assert mongo_db.db_migrations.count_documents({}) == 1
+    for command in (("up",), ("up", "--plan"), ("status", "--check"), ("verify",)):
+        result = project.alley(*command)
+        assert result.returncode == CONFIG, (command, result.output)
+        assert "0002_no_down.py has no down(db) function" in error_line(result.stderr)
+    assert mongo_db.counters.count_documents({}) == 0
+    assert mongo_db.x.count_documents({}) == 0
+    assert mongo_db.db_migrations.count_documents({}) == 0
 
 
 def test_two_files_with_the_same_id(project: Project, mongo_db: Any) -> None:

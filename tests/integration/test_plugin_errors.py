@@ -148,7 +148,7 @@ def test_a_history_store_that_raises_is_named(project: Project, site: Path, mong
 
 
             class Store(MongoHistoryStore):
-                def read(self):
+                def read_records(self):
                     raise LookupError("cannot read")
 
 

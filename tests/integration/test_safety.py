@@ -22,7 +22,7 @@ import pytest
 
 from conftest import Project, Result, finish, wait_for
 
-BUSY, INTEGRITY, CONNECTION, PENDING = 5, 6, 4, 7
+BUSY, INTEGRITY, CONNECTION, PENDING, LEASE_LOST = 5, 6, 4, 7, 9
 
 
 def counters(db: Any) -> dict[str, int]:
@@ -160,7 +160,7 @@ def test_old_lock_generations_are_pruned_so_commands_do_not_slow_down(
 def test_a_stalled_racer_inserting_a_pruned_generation_does_not_get_the_lock(
     mongo_db: Any,
 ) -> None:
-    from alley.locking import make_holder
+    from alley.lease import make_holder
     from alley.model import LockState
     from alley_plugins.mongo_history import MongoHistoryStore
 
@@ -263,7 +263,10 @@ def test_kill_9_mid_migration_is_found_interrupted_and_blocks_until_marked(
     assert project.alley("verify").returncode == 0
 
 
-def test_a_holder_paused_past_its_lease_runs_nothing_more(project: Project, mongo_db: Any) -> None:
+def test_a_run_paused_past_its_lease_writes_nothing_after_a_takeover_a_mark_and_a_rerun(
+    project: Project, mongo_db: Any
+) -> None:
+    """The fencing scenario: pause, takeover, a person's decision, a re-run, resume."""
     slow(project, "0001_slow.py", 2)
     project.counter("0002_b.py")
     project.counter("0003_c.py")
@@ -273,17 +276,52 @@ def test_a_holder_paused_past_its_lease_runs_nothing_more(project: Project, mong
     os.kill(paused.pid, signal.SIGSTOP)
     try:
         other = project.alley("--lease", "1.5", "--lock-timeout", "30", "up")
+        decided = project.alley("mark", "1", "--pending")
+        rerun = project.alley("up")
     finally:
         os.kill(paused.pid, signal.SIGCONT)
     resumed = finish(paused)
 
     assert other.returncode == INTEGRITY, other.output  # it found 0001 unfinished
-    assert resumed.returncode == BUSY, resumed.output
-    assert "lost the lock" in resumed.stderr
+    assert "0001_slow.py was interrupted" in other.stderr
+    assert decided.returncode == 0, decided.output
+    assert rerun.returncode == 0, rerun.output
+    # The paused run finished its step after losing the lease: it says so, records nothing.
+    assert resumed.returncode == LEASE_LOST, resumed.output
+    assert "0001_slow.py finished (up) after this run lost the lock" in resumed.stderr
     assert "0002_b.py" not in resumed.stdout
-    assert "0002" not in counters(mongo_db)
-    assert "0003" not in counters(mongo_db)
+    records = [d["filename"] for d in mongo_db.db_migrations.find()]
+    assert sorted(records) == ["0001_slow.py", "0002_b.py", "0003_c.py"]
+    holders = {d["filename"]: d["run_id"] for d in mongo_db.db_migrations.find()}
+    assert len(set(holders.values())) == 1  # all three by the re-run
+    # Its code did run twice (the pause came mid-step): what a person was asked to judge.
+    assert counters(mongo_db) == {"0001": 2, "0002": 1, "0003": 1}
     assert mongo_db.db_migrations_lock.count_documents({"took_over_expired": True}) == 1
+    assert project.alley("verify").returncode == 0
+
+
+def test_a_run_paused_before_recording_leaves_its_step_for_a_person(
+    project: Project, mongo_db: Any
+) -> None:
+    slow(project, "0001_slow.py", 2)
+    project.counter("0002_b.py")
+
+    paused = project.spawn("--lease", "1.5", "up")
+    wait_for(lambda: mongo_db.marks.count_documents({}) == 1, what="the slow migration")
+    os.kill(paused.pid, signal.SIGSTOP)
+    try:
+        # Nobody takes over; the lease just runs out on the server's clock.
+        wait_for(lambda: project.alley("unlock").stdout.startswith("released"), what="expiry")
+    finally:
+        os.kill(paused.pid, signal.SIGCONT)
+    resumed = finish(paused)
+
+    assert resumed.returncode == LEASE_LOST, resumed.output
+    assert mongo_db.db_migrations.count_documents({}) == 0  # no record, no outcome
+    assert not list(mongo_db.db_migrations_log.find({"event": "succeeded"}))
+    after = project.alley("up")
+    assert after.returncode == INTEGRITY, after.output
+    assert "0001_slow.py was interrupted" in after.stderr
 
 
 def test_a_client_with_a_wrong_clock_never_steals_a_live_lock(
@@ -586,7 +624,10 @@ def test_unlock_releases_a_dead_runs_lock_and_force_releases_a_live_one(
     stopped = finish(holder)
 
     assert forced.returncode == 0, forced.output
-    assert stopped.returncode == BUSY, stopped.output  # its next renewal found it released
+    # Its next renewal found the lock released: the step it finished is not recorded.
+    assert stopped.returncode == LEASE_LOST, stopped.output
+    assert "0001_slow.py finished (up) after this run lost the lock" in stopped.stderr
+    assert mongo_db.db_migrations.count_documents({}) == 0
     assert "0002" not in counters(mongo_db)
 
 

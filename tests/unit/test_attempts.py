@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,9 +19,18 @@ from alley.model import (
     MigrationStatus,
     State,
 )
-from alley.planning import annotate, dead_attempts, reconcile
+from alley.attempts import annotate
+from alley.attempts import dead_attempts as dead_attempts_of
+from alley.planning import reconcile
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def dead_attempts(
+    statuses: Sequence[MigrationStatus], open_attempts: Sequence[LogEntry], lock: LockState | None
+) -> tuple[list[LogEntry], list[LogEntry], list[LogEntry]]:
+    dead = dead_attempts_of(statuses, open_attempts, lock)
+    return list(dead.finished), list(dead.interrupted), list(dead.unstarted)
 LIVE = Holder("live-run", "h", 1, "u", "0", "up")
 DEAD = Holder("dead-run", "h", 2, "u", "0", "up")
 
@@ -41,6 +51,7 @@ def attempt(
     holder: Holder,
     direction: Direction = Direction.UP,
     seq: int | None = None,
+    writes: int | None = None,
 ) -> LogEntry:
     name = f"{number:04}_m.py"
     return LogEntry(
@@ -52,6 +63,7 @@ def attempt(
         NOW,
         holder,
         seq=number if seq is None else seq,
+        writes=writes,
     )
 
 
@@ -73,11 +85,19 @@ def test_no_open_attempt_means_no_attempt_state() -> None:
 
 
 @pytest.mark.parametrize(
-    ("event", "expected"),
-    [(Event.FAILED, Attempt.FAILED), (Event.INTERRUPTED, Attempt.INTERRUPTED)],
+    ("event", "writes", "expected"),
+    [
+        (Event.FAILED, 0, Attempt.FAILED),
+        (Event.FAILED, 3, Attempt.FAILED_AFTER_WRITING),
+        (Event.FAILED, None, Attempt.FAILED_AFTER_WRITING),
+        (Event.INTERRUPTED, None, Attempt.INTERRUPTED),
+    ],
+    ids=["failed-wrote-nothing", "failed-after-writes", "failed-writes-unknown", "interrupted"],
 )
-def test_settled_outcomes_are_reported_as_such(event: Event, expected: Attempt) -> None:
-    result = annotate(statuses(), [attempt(2, event, DEAD)], None)
+def test_settled_outcomes_are_reported_as_such(
+    event: Event, writes: int | None, expected: Attempt
+) -> None:
+    result = annotate(statuses(), [attempt(2, event, DEAD, writes=writes)], None)
     assert attempts_of(result) == [None, expected]
     assert result[1].attempt_entry is not None
 
@@ -158,7 +178,7 @@ def test_claims_after_a_failed_step_never_started_and_the_failure_stays() -> Non
     current = statuses(record(1, "dead-run"), count=4)
     claims = [
         attempt(1, Event.STARTED, DEAD),
-        attempt(2, Event.FAILED, DEAD, seq=9),  # its outcome's seq: after every claim's
+        attempt(2, Event.FAILED, DEAD, seq=9, writes=0),  # its outcome's seq: after every claim's
         attempt(3, Event.STARTED, DEAD),
         attempt(4, Event.STARTED, DEAD),
     ]

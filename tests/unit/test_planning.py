@@ -236,9 +236,9 @@ def test_reconcile_record_of_0_0_3_without_checksum_is_unknown() -> None:
     assert status.drift is Drift.UNKNOWN
 
 
-def test_reconcile_sorts_by_id() -> None:
-    ms = [migration(i) for i in (5, 1, 3)]
-    statuses = reconcile(ms, [record(4, "gone"), record_of(ms[0]), record(2, "gone")])
+def test_reconcile_keeps_the_order_it_is_given_and_places_deleted_records_by_id() -> None:
+    ms = [migration(i) for i in (1, 3, 5)]
+    statuses = reconcile(ms, [record(4, "gone"), record_of(ms[2]), record(2, "gone")])
     assert ids(statuses) == [1, 2, 3, 4, 5]
     assert [s.state for s in statuses] == [
         State.PENDING,
@@ -247,6 +247,17 @@ def test_reconcile_sorts_by_id() -> None:
         State.APPLIED,
         State.APPLIED,
     ]
+    reordered = reconcile(list(reversed(ms)), [])
+    assert ids(reordered) == [5, 3, 1]
+
+
+def test_plans_follow_the_order_the_ordering_hook_decided() -> None:
+    ms = [migration(i) for i in (3, 2, 1)]  # a plugin that reverses the order
+    statuses = reconcile(ms, [record_of(ms[0])])
+    assert ids(plan_up(statuses).steps) == [2, 1]
+    assert ids(plan_up(statuses, 2).steps) == [2]
+    applied = reconcile(ms, [record_of(m) for m in ms])
+    assert ids(plan_down(applied, 2).steps) == [1, 2]
 
 
 def test_reconcile_keeps_two_deleted_records_with_one_id() -> None:
