@@ -20,10 +20,12 @@ from alley.lease import describe_lock
 from alley.model import (
     Attempt,
     CreateResult,
+    Direction,
     Drift,
     Event,
     LockState,
     LogEntry,
+    MigrationStatus,
     Plan,
     PluginInfo,
     RunReport,
@@ -102,7 +104,7 @@ def status(
 
 def _preflight_up(
     engine: Engine,
-    statuses: tuple[planning.MigrationStatus, ...],
+    statuses: tuple[MigrationStatus, ...],
     target: int | str | None = None,
     *,
     allow_out_of_order: bool = False,
@@ -189,9 +191,7 @@ def up(
         assert run.snapshot is not None
         statuses = run.snapshot.statuses
         plan = planning.plan_up(statuses, wanted, allow_out_of_order=allow_out_of_order)
-        checked = engine.preflight(
-            statuses, plan, fake=fake, allow_drift=allow_drift, retry=retry
-        )
+        checked = engine.preflight(statuses, plan, fake=fake, allow_drift=allow_drift, retry=retry)
         steps = run.apply(checked, fake=fake, on_step=on_step)
     return RunReport(plan.direction, steps, tuple(engine.notes))
 
@@ -291,7 +291,7 @@ def verify(settings: Settings, *, project: Engine | None = None) -> VerifyReport
     with engine.attributed():
         snapshot = engine.snapshot()
         statuses = snapshot.statuses
-        pending = Plan(planning.Direction.UP, tuple(s for s in statuses if s.state is State.PENDING))
+        pending = Plan(Direction.UP, tuple(s for s in statuses if s.state is State.PENDING))
         engine.load(pending)
     report = StatusReport(statuses, tuple(engine.notes))
     problems = []

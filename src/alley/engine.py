@@ -157,7 +157,7 @@ class Engine:
         self.notes.extend(found.notes)
         return tuple(found.migrations)
 
-    def snapshot(self, lock: LockState | None | bool = True) -> Snapshot:
+    def snapshot(self, lock: LockState | bool | None = True) -> Snapshot:
         """Read records, open attempts and (unless given) the lock, once each."""
         migrations = self.migrations
         store = self.store
@@ -564,7 +564,9 @@ class _Batch:
     def flush(self, also_close: Sequence[str] = ()) -> None:
         close = [*self.closable, *also_close]
         if self.entries or close or self.keep_open:
-            self.run._fenced(self.run.store.log, self.entries, close=close, keep_open=self.keep_open)
+            self.run._fenced(
+                self.run.store.log, self.entries, close=close, keep_open=self.keep_open
+            )
         self.entries, self.closable, self.keep_open = [], [], []
         self._flushed_at = time.monotonic()
 

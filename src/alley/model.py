@@ -9,7 +9,7 @@ server), never this machine's. The store protocols are in :mod:`alley.store`.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property

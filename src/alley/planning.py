@@ -6,7 +6,6 @@ error, so all of it is unit-tested without files or a server.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 
@@ -15,10 +14,7 @@ from alley.model import (
     Attempt,
     Direction,
     Drift,
-    Event,
     HistoryRecord,
-    LockState,
-    LogEntry,
     Migration,
     MigrationStatus,
     Plan,
@@ -201,9 +197,7 @@ def plan_down(statuses: Sequence[MigrationStatus], target: int) -> Plan:
             f"migration {target} is not applied", hint="run 'alley status' to see what is"
         )
     # Newest first: the reverse of the order they apply in.
-    first = next(
-        i for i, s in enumerate(statuses) if s.id == target and s.state is State.APPLIED
-    )
+    first = next(i for i, s in enumerate(statuses) if s.id == target and s.state is State.APPLIED)
     steps = [s for s in reversed(statuses[first:]) if s.state is State.APPLIED]
     missing = [s for s in steps if s.migration is None]
     if missing:

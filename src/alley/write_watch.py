@@ -51,7 +51,7 @@ class Writes:
             return "unknown (the client was made before alley could watch it)"
         if not self.commands:
             return "nothing"
-        return ", ".join(f"{name} ×{n}" if n > 1 else name for name, n in self.commands.items())
+        return ", ".join(f"{name} x{n}" if n > 1 else name for name, n in self.commands.items())
 
 
 def _is_write(name: str, command: Any) -> bool:
@@ -105,33 +105,33 @@ class _Watcher:
         client = getattr(db, "client", None)
         options = getattr(client, "options", None)
         listeners = getattr(options, "event_listeners", None) or ()
-        return any(listener is _listener for listener in listeners)
+        return any(listener is self for listener in listeners)
 
 
-_listener: Any = None
+# The one listener of this process, once registered.
+_installed: list[Any] = []
 _install_lock = threading.Lock()
 
 
 def install() -> None:
     """Register the listener once per process; clients made afterwards report to it."""
-    global _listener
     with _install_lock:
-        if _listener is not None:
+        if _installed:
             return
         from pymongo import monitoring
 
         cls = type("AlleyWriteWatcher", (_Watcher, _listener_base()), {})
-        _listener = cls()
-        monitoring.register(_listener)
+        _installed.append(cls())
+        monitoring.register(_installed[0])
 
 
 @contextmanager
 def watch(db: Any) -> Iterator[Writes]:
     """Count the writes this thread sends through ``db``'s client while in the block."""
-    if _listener is None:
+    if not _installed:
         writes = Writes()
         writes.known = False
         yield writes
         return
-    with _listener.watch(db) as writes:
+    with _installed[0].watch(db) as writes:
         yield writes

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from alley.attempts import annotate
+from alley.attempts import dead_attempts as dead_attempts_of
 from alley.model import (
     Attempt,
     Direction,
@@ -19,8 +21,6 @@ from alley.model import (
     MigrationStatus,
     State,
 )
-from alley.attempts import annotate
-from alley.attempts import dead_attempts as dead_attempts_of
 from alley.planning import reconcile
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -31,6 +31,8 @@ def dead_attempts(
 ) -> tuple[list[LogEntry], list[LogEntry], list[LogEntry]]:
     dead = dead_attempts_of(statuses, open_attempts, lock)
     return list(dead.finished), list(dead.interrupted), list(dead.unstarted)
+
+
 LIVE = Holder("live-run", "h", 1, "u", "0", "up")
 DEAD = Holder("dead-run", "h", 2, "u", "0", "up")
 

@@ -7,8 +7,8 @@ and the ordering hook: no server, no process, no sleep.
 from __future__ import annotations
 
 import textwrap
-from collections import Counter
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -149,7 +149,8 @@ def test_up_records_logs_and_releases(world: World) -> None:
     assert [e.event for e in world.store.read_log()] == [Event.SUCCEEDED, Event.SUCCEEDED]
     assert world.store.read_open() == []
     state = world.store.lock_state()
-    assert state is not None and state.released
+    assert state is not None
+    assert state.released
 
 
 def test_an_ordering_plugin_decides_the_order(world: World) -> None:
@@ -184,7 +185,8 @@ def test_a_step_that_outlives_the_lease_is_not_recorded_and_nothing_more_is_writ
     assert world.records() == []  # no record
     assert world.store.read_log() == []  # no outcome
     state = world.store.lock_state()
-    assert state is not None and not state.released  # no release: not its lock any more
+    assert state is not None
+    assert not state.released
     claims = world.store.read_open()  # left for the next run: interrupted, and unstarted
     assert sorted((a.filename, a.event) for a in claims) == [
         ("0001_slow.py", Event.STARTED),
@@ -192,7 +194,7 @@ def test_a_step_that_outlives_the_lease_is_not_recorded_and_nothing_more_is_writ
     ]
 
     world.elapse(1)
-    with pytest.raises(IntegrityError, match="0001_slow.py was interrupted"):
+    with pytest.raises(IntegrityError, match=r"0001_slow\.py was interrupted"):
         up(world)
 
 
@@ -269,7 +271,7 @@ def test_a_busy_lock_is_waited_for_then_named(world: World) -> None:
     world.store.try_lock(make_holder("up"), 30)
     waited: list[Any] = []
     engine = world.engine(lock_timeout=5)
-    engine.sleep = lambda seconds: world.elapse(seconds)
+    engine.sleep = world.elapse
     world.write("0001_a.py")
 
     with pytest.raises(LockBusy, match="held by"):
@@ -294,7 +296,8 @@ def test_sys_exit_in_a_migration_is_its_failure(world: World, code: str) -> None
     assert "0001_a.py:" in str(raised.value)  # file and line
     assert world.data == []
     state = world.store.lock_state()
-    assert state is not None and state.released
+    assert state is not None
+    assert state.released
     [failed] = world.store.read_open()
     assert failed.event is Event.FAILED
 
@@ -352,7 +355,8 @@ def test_ctrl_c_leaves_the_step_interrupted_and_releases_the_lock(world: World) 
     [stopped] = world.store.read_open()
     assert stopped.event is Event.INTERRUPTED
     state = world.store.lock_state()
-    assert state is not None and state.released
+    assert state is not None
+    assert state.released
 
 
 def test_a_warning_from_a_migration_reaches_the_caller(world: World) -> None:
