@@ -19,8 +19,9 @@ import pluggy
 if TYPE_CHECKING:
     from pymongo.database import Database
 
-    from alley.model import Direction, HistoryStore, LoadedMigration, Migration
+    from alley.model import Direction, LoadedMigration, Migration
     from alley.settings import Settings
+    from alley.store import HistoryStore
 
 PROJECT_NAME = "alley"
 
@@ -82,7 +83,10 @@ def alley_discover_migrations(settings: Settings) -> Sequence[Migration] | None:
 def alley_order_migrations(migrations: Sequence[Migration]) -> Sequence[Migration] | None:
     """Return the migrations in the order they apply.
 
-    Called once after discovery.
+    Called once after discovery. The order decided here is the order of ``status``,
+    of ``up`` (a target means "up to and including it in this order"), of the
+    out-of-order check, and, reversed, of ``down``. Returning other migrations than
+    those given is a plugin error.
 
     Stops at first non-None result.
 
@@ -141,8 +145,9 @@ def alley_execute_migration(
 
     Called once per step, in plan order, right before the step is recorded. Raise
     :class:`alley.errors.MigrationFailed` (with the user's file and line in the message)
-    when the migration's code raises; the step is then not recorded and nothing after
-    it runs. Wrap this hook (``wrapper=True``) to time, log or guard each step.
+    when the migration's code raises anything, ``SystemExit`` included; the step is
+    then not recorded and nothing after it runs. Wrap this hook (``wrapper=True``) to
+    time, log or guard each step.
 
     Stops at first non-None result.
 
@@ -166,14 +171,16 @@ def alley_history_store(settings: Settings, db: Database[Any]) -> HistoryStore |
     """Return the store that records which migrations are applied.
 
     Called once per command that reads or writes history. A plugin that returns a store
-    owns all of history: reading it for ``status``, recording each step of ``up`` and
-    removing records on ``down``.
+    owns all of history: the records, the lock and the run log
+    (:class:`alley.store.HistoryStore`: three small protocols, 11 methods; prove a store
+    with ``alley.testing.store_contract``). An unexpected error raised by the store's
+    methods is reported naming this plugin.
 
     Stops at first non-None result.
 
     :param settings: The resolved settings (``settings.options`` holds ``[tool.alley]``).
     :param db: The database migrations run against.
-    :returns: A :class:`alley.model.HistoryStore`.
+    :returns: A :class:`alley.store.HistoryStore`.
 
     Default: ``alley_plugins.mongo_history`` (the ``db_migrations`` collection of ``db``).
     """
