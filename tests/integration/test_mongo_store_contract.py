@@ -84,15 +84,3 @@ class TestMongoHistoryStore(StoreContract):
         self, store: Any, seed: Seed003
     ) -> None:
         super().test_add_record_over_a_003_record_raises_record_exists(store, seed)
-
-    @pytest.mark.xfail(
-        strict=True, reason="LogEntry.writes is not stored (_log_document, _log_entry)"
-    )
-    def test_a_log_entry_reads_back_with_every_field(self, store: Any) -> None:
-        super().test_a_log_entry_reads_back_with_every_field(store)
-
-    @pytest.mark.xfail(
-        strict=True, reason="LogEntry.writes is not stored (_log_document, _log_entry)"
-    )
-    def test_every_event_direction_and_writes_count_reads_back(self, store: Any) -> None:
-        super().test_every_event_direction_and_writes_count_reads_back(store)
