@@ -13,9 +13,23 @@ PYTHON = ["3.11"]
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """Run the whole test suite against a real server (provisioned by alley.testing)."""
+    """The whole suite on FerretDB, then the integration suite on mongo-java-server.
+
+    Both servers are provisioned by alley.testing (built once into the cache). With
+    arguments, only ``pytest ARGS`` runs, on the server ALLEY_TEST_SERVER chooses.
+    """
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    if session.posargs:
+        session.run("pytest", *session.posargs)
+        return
+    session.run("pytest", env={"ALLEY_TEST_SERVER": "ferretdb"})
+    # The example distributions are pip-installed and run once, on FerretDB, above.
+    session.run(
+        "pytest",
+        "tests/integration",
+        "--ignore=tests/integration/test_plugin_distributions.py",
+        env={"ALLEY_TEST_SERVER": "mongo-java-server"},
+    )
 
 
 @nox.session(python=PYTHON)

@@ -21,7 +21,7 @@ import pytest
 from alley_control_history import ControlHistoryStore, collection_name
 
 from alley import Migrations
-from alley.locking import make_holder
+from alley.lease import make_holder
 
 ALLEY = shutil.which("alley", path=os.path.dirname(sys.executable)) or shutil.which("alley")
 
