@@ -67,16 +67,18 @@ class Records(Protocol):
 
         Records written by other tools or by alley 0.0.3 are returned as they are
         (``checksum`` ``None``, nothing in ``extra``); a filename recorded twice (0.0.3
-        had no lock) comes back twice.
+        had no lock) comes back once or twice, as the store prefers.
         """
         ...
 
     def add_record(self, record: HistoryRecord) -> None:
         """Record a migration as applied.
 
-        Unique by ``record.filename``: if a record with that filename exists, raise
-        :class:`RecordExists` and change nothing. Race-safe: of two concurrent adds of
-        one filename, exactly one succeeds.
+        Unique by ``record.filename`` among the records added here: if one with that
+        filename exists, raise :class:`RecordExists` and change nothing. Race-safe: of
+        two concurrent adds of one filename, exactly one succeeds. (A record another
+        tool wrote, such as 0.0.3's, need not be checked: alley never adds a record for
+        a migration it reads as applied, and such tools do not race through here.)
         """
         ...
 

@@ -109,8 +109,9 @@ class MongoHistoryStore:
         ids = record.extra.get("_ids")
         if not ids:
             self.collection.delete_many({"filename": record.filename})
-        for document_id in ids or ():
-            self.collection.delete_one({"_id": document_id})
+            return
+        # With the key alley writes under, so a record added since the read goes too.
+        self.collection.delete_many({"_id": {"$in": [*ids, record.filename]}})
 
     # -- the lock -----------------------------------------------------------
 

@@ -63,24 +63,3 @@ class TestMongoHistoryStore(StoreContract):
             )
 
         return seed
-
-    # Where MongoHistoryStore breaks the contract (reported; mongo_history.py is not
-    # changed here). strict: once it is fixed these pass, fail as XPASS, and go.
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="read_records returns one record per filename (the duplicates' _ids in "
-        "extra['_ids']); Records.read_records says a filename recorded twice comes back twice",
-    )
-    def test_a_003_filename_recorded_twice_reads_twice(self, store: Any, seed: Seed003) -> None:
-        super().test_a_003_filename_recorded_twice_reads_twice(store, seed)
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="add_record is unique by _id = filename; a 0.0.3 record has an ObjectId "
-        "_id, so a second record of its filename is inserted instead of RecordExists",
-    )
-    def test_add_record_over_a_003_record_raises_record_exists(
-        self, store: Any, seed: Seed003
-    ) -> None:
-        super().test_add_record_over_a_003_record_raises_record_exists(store, seed)

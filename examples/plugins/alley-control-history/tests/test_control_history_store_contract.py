@@ -63,18 +63,3 @@ class TestControlHistoryStore(StoreContract):
             )
 
         return seed
-
-    # Inherited from alley's MongoHistoryStore, which breaks the contract here (reported
-    # upstream). strict: once alley fixes them these pass, fail as XPASS, and go.
-
-    @pytest.mark.xfail(strict=True, reason="MongoHistoryStore reads duplicates once")
-    def test_a_003_filename_recorded_twice_reads_twice(self, store: Any, seed: Seed003) -> None:
-        super().test_a_003_filename_recorded_twice_reads_twice(store, seed)
-
-    @pytest.mark.xfail(
-        strict=True, reason="MongoHistoryStore.add_record is unique by _id, not filename"
-    )
-    def test_add_record_over_a_003_record_raises_record_exists(
-        self, store: Any, seed: Seed003
-    ) -> None:
-        super().test_add_record_over_a_003_record_raises_record_exists(store, seed)
