@@ -277,3 +277,46 @@ def test_out_of_order_pending_is_refused_unless_allowed(project: Project, mongo_
     allowed = project.alley("up", "--allow-out-of-order")
     assert allowed.returncode == 0, allowed.output
     assert mongo_db.db_migrations.count_documents({}) == 3
+
+
+def test_without_discovery_up_and_the_gates_fail_with_exit_8_not_nothing_to_do(
+    project: Project, mongo_db: Any
+) -> None:
+    project.counter("0001_a.py")
+
+    for command in (("up",), ("status", "--check"), ("up", "--plan"), ("verify",)):
+        result = project.alley("--disable-plugin", "filesystem", *command)
+        assert result.returncode == 8, (command, result.output)
+        assert "no plugin provides discovering migrations" in error_line(result.stderr)
+    assert mongo_db.counters.count_documents({}) == 0
+
+
+def test_a_warning_from_a_migration_reaches_the_user_on_one_line(
+    project: Project, mongo_db: Any
+) -> None:
+    path = project.write(
+        "0001_a.py", header="import warnings", up="warnings.warn('no index on users.email')"
+    )
+
+    result = project.alley("up")
+
+    assert result.returncode == 0, result.output
+    warned = [line for line in result.stderr.splitlines() if line.startswith("alley: warning:")]
+    assert warned == [f"alley: warning: UserWarning: no index on users.email (at {path}:3)"], (
+        result.stderr
+    )
+
+
+def test_sys_exit_in_a_migration_fails_it_with_exit_1_and_the_lock_released(
+    project: Project, mongo_db: Any
+) -> None:
+    project.write("0001_a.py", header="import sys", up="sys.exit(0)")
+    project.counter("0002_b.py")
+
+    result = project.alley("up")
+
+    assert result.returncode == FAILED, result.output
+    assert "0001_a.py failed (up): it called sys.exit(0)" in error_line(result.stderr)
+    assert mongo_db.db_migrations.count_documents({}) == 0
+    assert mongo_db.counters.count_documents({}) == 0
+    assert mongo_db.db_migrations_lock.find_one(sort=[("_id", -1)])["released"] is True
