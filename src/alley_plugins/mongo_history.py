@@ -44,6 +44,10 @@ if TYPE_CHECKING:
     from alley.settings import Settings
 
 COLLECTION = "db_migrations"
+# heartbeat_database: decide from the server (a sibling database on FerretDB's SQLite
+# backend, the lock document elsewhere), or NONE for the lock document always.
+AUTO: Any = None
+NONE = "-"
 # Lock generations kept: the newest few, for 'alley status' and post-mortems (the run
 # log keeps who ran what); older ones are deleted every PRUNE_EVERY generations.
 KEEP_GENERATIONS = 10
@@ -58,8 +62,12 @@ class MongoHistoryStore:
     """A :class:`alley.store.HistoryStore` over ``<name>`` and its ``_lock``, ``_log`` and
     ``_open`` collections."""
 
-    def __init__(self, db: Database[Any], name: str = COLLECTION) -> None:
+    def __init__(
+        self, db: Database[Any], name: str = COLLECTION, heartbeat_database: str | None = AUTO
+    ) -> None:
         self.db = db
+        self.name = name
+        self._heartbeat_database = heartbeat_database
         self.collection: Collection[Any] = db[name]
         self.locks: Collection[Any] = db[f"{name}_lock"]
         self.log_collection: Collection[Any] = db[f"{name}_log"]
@@ -122,7 +130,38 @@ class MongoHistoryStore:
         newest = next(iter(self.locks.find({}).sort("_id", -1).limit(1)), None)
         if newest is None:
             return None
-        return _lock_state(newest, self.server_now())
+        return _lock_state(self._with_heartbeat(newest), self.server_now())
+
+    # -- the heartbeat's own database ----------------------------------------------
+    #
+    # FerretDB's SQLite backend keeps each database in one file with one writer at a
+    # time, and runs update_many as one short transaction per document that takes the
+    # writer lock straight back: a heartbeat written to the migration's own database
+    # waits 6 s typically and fails with SQLITE_BUSY after 10 s (measured, 5,000-doc
+    # $rename: a 37 s gap between renewals). Reads and other databases are not blocked.
+    # So on such a server the holder renews in a sibling database, and the lock
+    # document names where (``heartbeat_in``) for every reader.
+
+    def _heartbeat_collection(self) -> Collection[Any] | None:
+        """Where this holder writes its heartbeat: ``None`` for the lock document itself."""
+        name = self._heartbeat_database
+        if name is AUTO:
+            name = f"{self.db.name}_alley" if _single_writer_per_database(self.db) else None
+        elif name in ("", NONE):
+            name = None
+        if name is None or name == self.db.name:
+            return None
+        return self.db.client[name][f"{self.name}_heartbeat"]
+
+    def _with_heartbeat(self, document: dict[str, Any]) -> dict[str, Any]:
+        where = document.get("heartbeat_in")
+        if not where:
+            return document
+        database, _, collection = str(where).partition(".")
+        beat = self.db.client[database][collection].find_one({"_id": document["_id"]})
+        if beat is not None and _aware(beat["heartbeat_at"]) > _aware(document["heartbeat_at"]):
+            return {**document, "heartbeat_at": beat["heartbeat_at"]}
+        return document
 
     def try_lock(self, holder: Holder, lease_s: float) -> LockState:
         from pymongo.errors import PyMongoError
@@ -132,6 +171,7 @@ class MongoHistoryStore:
             return current
         now = current.server_now if current is not None else self.server_now()
         generation = current.generation + 1 if current is not None else 1
+        heartbeats = self._heartbeat_collection()
         document = {
             "_id": generation,
             "holder": _holder_document(holder),
@@ -141,6 +181,13 @@ class MongoHistoryStore:
             "released": False,
             "took_over_expired": current is not None and not current.released,
         }
+        if heartbeats is not None:
+            document["heartbeat_in"] = heartbeats.full_name
+            # Made now, before any migration runs: creating it later would be DDL,
+            # which FerretDB serialises with everything else.
+            heartbeats.replace_one(
+                {"_id": generation}, {"heartbeat_at": now, "run_id": holder.run_id}, upsert=True
+            )
         try:
             self.locks.insert_one(document)
         except PyMongoError as error:
@@ -151,6 +198,8 @@ class MongoHistoryStore:
             # FerretDB reads a whole collection for any lookup by an int _id and never
             # sorts on the server: without pruning every command slows as runs pile up.
             self.locks.delete_many({"_id": {"$lte": generation - KEEP_GENERATIONS}})
+            if heartbeats is not None:
+                heartbeats.delete_many({"_id": {"$lte": generation - KEEP_GENERATIONS}})
         # Pruning breaks the one thing the unique _id guarantees, that a generation can
         # be inserted once: a racer that read the lock long ago and stalled could insert
         # a generation pruned since. Such an insert is never the newest, and this sees it.
@@ -164,9 +213,21 @@ class MongoHistoryStore:
         return None if newest is None else int(newest["_id"])
 
     def renew_lock(self, generation: int) -> bool:
-        self.locks.update_one({"_id": generation}, {"$currentDate": {"heartbeat_at": True}})
-        newest = next(iter(self.locks.find({}, {"released": 1}).sort("_id", -1).limit(1)), None)
-        return newest is not None and newest["_id"] == generation and not newest["released"]
+        # Read first (reads are never blocked): an old generation's heartbeat is not moved.
+        newest = next(
+            iter(self.locks.find({}, {"released": 1, "heartbeat_in": 1}).sort("_id", -1).limit(1)),
+            None,
+        )
+        if newest is None or newest["_id"] != generation or newest["released"]:
+            return False
+        where = newest.get("heartbeat_in")
+        if where:
+            database, _, collection = str(where).partition(".")
+            beats = self.db.client[database][collection]
+            beats.update_one({"_id": generation}, {"$currentDate": {"heartbeat_at": True}})
+        else:
+            self.locks.update_one({"_id": generation}, {"$currentDate": {"heartbeat_at": True}})
+        return True
 
     def release_lock(self, generation: int) -> None:
         self.locks.update_one(
@@ -234,6 +295,15 @@ def _is_duplicate_key(error: Any) -> bool:
     else:
         code, message = getattr(error, "code", None), str(error)
     return code in _DUPLICATE_CODES or "duplicate key" in message.lower()
+
+
+def _single_writer_per_database(db: Database[Any]) -> bool:
+    """Whether the server writes each database through one writer at a time: FerretDB
+    1.x (its SQLite backend; PostgreSQL's FerretDB 1.x is treated alike) and FerretDB 2
+    report themselves in ``buildInfo``."""
+    info = db.command("buildInfo")
+    ferret = info.get("ferretdb")
+    return bool(info.get("ferretdbVersion") or (isinstance(ferret, dict) and ferret.get("version")))
 
 
 def _server_time(db: Database[Any]) -> datetime:
@@ -360,4 +430,5 @@ def _id_of(document: dict[str, Any], filename: str) -> int:
 @hookimpl(trylast=True)
 def alley_history_store(settings: Settings, db: Database[Any]) -> HistoryStore:
     name = str(settings.options.get("history_collection", COLLECTION))
-    return MongoHistoryStore(db, name)
+    heartbeat = settings.options.get("heartbeat_database")
+    return MongoHistoryStore(db, name, None if heartbeat is None else str(heartbeat))
