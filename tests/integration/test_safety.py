@@ -86,16 +86,32 @@ def test_a_waiting_deploy_says_who_holds_the_lock_and_then_finds_nothing_to_do(
     assert mongo_db.db_migrations_lock.count_documents({"took_over_expired": True}) == 0
 
 
+def gated(project: Project, filename: str) -> Path:
+    """A migration that notes it started (in ``marks``), then runs until the test opens
+    its gate (creates the returned file), then counts itself: no timing assumptions."""
+    key = filename.split("_", 1)[0]
+    gate = project.root / f"gate-{key}"
+    project.write(
+        filename,
+        header="import os, time\n",
+        up=f"db.marks.insert_one({{'m': {key!r}}})\n"
+        f"while not os.path.exists({str(gate)!r}):\n    time.sleep(0.02)\n"
+        f"db.counters.update_one({{'_id': {key!r}}}, {{'$inc': {{'n': 1}}}}, upsert=True)",
+    )
+    return gate
+
+
 def test_lock_busy_after_the_wait_exits_5_naming_the_holder(
     project: Project, mongo_db: Any
 ) -> None:
-    slow(project, "0001_slow.py", 4)
+    gate = gated(project, "0001_slow.py")
     first = project.spawn("--lease", "2", "up")
-    wait_for(lambda: mongo_db.marks.count_documents({}) == 1, what="the slow migration")
+    wait_for(lambda: mongo_db.marks.count_documents({}) == 1, what="the gated migration")
 
     busy = project.alley("--lease", "2", "--lock-timeout", "0.5", "up")
     unlock = project.alley("unlock")
-    finish(first)
+    gate.touch()
+    assert finish(first).returncode == 0
 
     assert busy.returncode == BUSY
     assert "held by" in busy.stderr
@@ -267,16 +283,17 @@ def test_a_run_paused_past_its_lease_writes_nothing_after_a_takeover_a_mark_and_
     project: Project, mongo_db: Any
 ) -> None:
     """The fencing scenario: pause, takeover, a person's decision, a re-run, resume."""
-    slow(project, "0001_slow.py", 2)
+    gate = gated(project, "0001_slow.py")
     project.counter("0002_b.py")
     project.counter("0003_c.py")
 
     paused = project.spawn("--lease", "1.5", "up")
-    wait_for(lambda: mongo_db.marks.count_documents({}) == 1, what="the slow migration")
+    wait_for(lambda: mongo_db.marks.count_documents({}) == 1, what="the gated migration")
     os.kill(paused.pid, signal.SIGSTOP)
     try:
         other = project.alley("--lease", "1.5", "--lock-timeout", "30", "up")
         decided = project.alley("mark", "1", "--pending")
+        gate.touch()  # the re-run's step, and the paused one once it resumes, finish
         rerun = project.alley("up")
     finally:
         os.kill(paused.pid, signal.SIGCONT)
@@ -303,15 +320,16 @@ def test_a_run_paused_past_its_lease_writes_nothing_after_a_takeover_a_mark_and_
 def test_a_run_paused_before_recording_leaves_its_step_for_a_person(
     project: Project, mongo_db: Any
 ) -> None:
-    slow(project, "0001_slow.py", 2)
+    gate = gated(project, "0001_slow.py")
     project.counter("0002_b.py")
 
     paused = project.spawn("--lease", "1.5", "up")
-    wait_for(lambda: mongo_db.marks.count_documents({}) == 1, what="the slow migration")
+    wait_for(lambda: mongo_db.marks.count_documents({}) == 1, what="the gated migration")
     os.kill(paused.pid, signal.SIGSTOP)
     try:
         # Nobody takes over; the lease just runs out on the server's clock.
         wait_for(lambda: project.alley("unlock").stdout.startswith("released"), what="expiry")
+        gate.touch()
     finally:
         os.kill(paused.pid, signal.SIGCONT)
     resumed = finish(paused)
