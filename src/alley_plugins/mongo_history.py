@@ -183,11 +183,6 @@ class MongoHistoryStore:
         }
         if heartbeats is not None:
             document["heartbeat_in"] = heartbeats.full_name
-            # Made now, before any migration runs: creating it later would be DDL,
-            # which FerretDB serialises with everything else.
-            heartbeats.replace_one(
-                {"_id": generation}, {"heartbeat_at": now, "run_id": holder.run_id}, upsert=True
-            )
         try:
             self.locks.insert_one(document)
         except PyMongoError as error:
@@ -206,6 +201,15 @@ class MongoHistoryStore:
         newest = self._newest_generation()
         if newest != generation:
             return self.lock_state() or _lock_state(document, now)
+        if heartbeats is not None:
+            # Made by the winner alone, now, before any migration runs: creating it
+            # later would be DDL, which FerretDB serialises with everything else.
+            try:
+                heartbeats.insert_one({"_id": generation, "heartbeat_at": now})
+            except PyMongoError as error:
+                if not _is_duplicate_key(error):  # left by a pruned generation's racer
+                    raise
+                heartbeats.update_one({"_id": generation}, {"$set": {"heartbeat_at": now}})
         return _lock_state(document, now)
 
     def _newest_generation(self) -> int | None:
