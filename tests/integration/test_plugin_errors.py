@@ -55,9 +55,9 @@ def test_a_plugin_that_fails_to_import_is_named_with_its_distribution(
 ) -> None:
     env = install(site, "broken", "2.0", {"broken_plugin.py": "raise RuntimeError('boom')\n"})
 
-    status = project.alley("status", env=env)
-    listing = project.alley("plugins", env=env)
-    verbose = project.alley("--verbose", "status", env=env)
+    status = project.alley("status", env=env, process=True)
+    listing = project.alley("plugins", env=env, process=True)
+    verbose = project.alley("--verbose", "status", env=env, process=True)
 
     for result in (status, listing):
         assert result.returncode == PLUGIN
@@ -95,8 +95,8 @@ def test_a_broken_plugin_can_be_switched_off(
     (project.root / "pyproject.toml").write_text(config)
     project.counter("0001_a.py")
 
-    listing = project.alley(*args, "plugins", "--json", env=env)
-    up = project.alley(*args, "up", env=env)
+    listing = project.alley(*args, "plugins", "--json", env=env, process=True)
+    up = project.alley(*args, "up", env=env, process=True)
 
     assert listing.returncode == 0, listing.stderr
     assert '"broken"' not in listing.stdout
@@ -125,7 +125,7 @@ def test_a_plugin_that_raises_in_a_hook_is_named_and_nothing_runs(
     )
     project.counter("0001_a.py")
 
-    result = project.alley("up", env=env)
+    result = project.alley("up", env=env, process=True)
 
     assert result.returncode == PLUGIN
     assert error_line(result) == (
@@ -160,7 +160,7 @@ def test_a_history_store_that_raises_is_named(project: Project, site: Path, mong
     )
     project.counter("0001_a.py")
 
-    result = project.alley("status", env=env)
+    result = project.alley("status", env=env, process=True)
 
     assert result.returncode == PLUGIN
     line = error_line(result)
@@ -186,8 +186,8 @@ def test_a_plugin_with_an_unknown_hook_is_reported_at_load_time(
         },
     )
 
-    listing = project.alley("plugins", env=env)
-    create = project.alley("create", "x", url=False, env=env)  # never connects
+    listing = project.alley("plugins", env=env, process=True)
+    create = project.alley("create", "x", url=False, env=env, process=True)  # never connects
 
     for result in (listing, create):
         assert result.returncode == PLUGIN
@@ -215,7 +215,7 @@ def test_a_hook_argument_the_hookspec_lacks_is_one_line(project: Project, site: 
         },
     )
 
-    result = project.alley("plugins", env=env)
+    result = project.alley("plugins", env=env, process=True)
 
     assert result.returncode == PLUGIN
     line = error_line(result)
@@ -243,7 +243,7 @@ def test_a_hook_raising_in_a_submodule_of_the_plugin_package_is_named(
         },
     )
 
-    result = project.alley("status", env=env)
+    result = project.alley("status", env=env, process=True)
 
     assert result.returncode == PLUGIN
     assert "plugin 'pkg' (alley-pkg 1.0) failed: ValueError: bad" in error_line(result)

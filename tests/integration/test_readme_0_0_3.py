@@ -102,7 +102,7 @@ def test_the_0_0_3_readme_as_written(tmp_path: Path, auth_server: Server) -> Non
     assert db.db_migrations.count_documents({}) == 0
 
     # "To see all available command line options run: alley --help"
-    help_ = project.alley("--help", url=False)
+    help_ = project.alley("--help", url=False, process=True)
     assert help_.returncode == 0
     for option in ("-db", "-u", "-w", "-a", "-h", "-p"):
         assert option in help_.stdout
