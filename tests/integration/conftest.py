@@ -22,6 +22,7 @@ import io
 import linecache
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -97,14 +98,21 @@ class Project:
 
     def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         """Start ``alley [--url URI] ARGS`` in the background, as a process."""
-        return subprocess.Popen(
-            self.command(*args),
-            cwd=self.root,
-            env=self.environment(env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        # A suite run as a background job starts with SIGINT ignored, which a child
+        # inherits; a handled signal is reset to its default on exec instead, so the
+        # Ctrl-C tests' SIGINT reaches alley.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            return subprocess.Popen(
+                self.command(*args),
+                cwd=self.root,
+                env=self.environment(env),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def alley(
         self,
