@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alley import planning
+from alley import attempts, planning
 from alley.engine import Engine, StepCallback, WaitCallback, read_without_files
 from alley.errors import LockBusy, MigrationsFolderMissing
 from alley.lease import describe_lock
@@ -266,8 +266,6 @@ def history(
 ) -> list[LogEntry]:
     """The run log, oldest first, with the step each run is on (or died on) as
     ``started``; only one migration's entries when ``target`` is given."""
-    from alley import attempts
-
     engine = project or Engine(settings)
     with engine.attributed():
         logged = engine.store.read_log()

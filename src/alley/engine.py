@@ -157,11 +157,12 @@ class Engine:
         self.notes.extend(found.notes)
         return tuple(found.migrations)
 
-    def snapshot(self, lock: LockState | bool | None = True) -> Snapshot:
-        """Read records, open attempts and (unless given) the lock, once each."""
+    def snapshot(self, lock: LockState | None = None) -> Snapshot:
+        """Read records, open attempts and the lock (unless this run holds it: ``lock``),
+        once each."""
         migrations = self.migrations
         store = self.store
-        state = store.lock_state() if lock is True else (lock or None)
+        state = store.lock_state() if lock is None else lock
         return Snapshot(migrations, tuple(store.read_records()), tuple(store.read_open()), state)
 
     # -- the pre-flight -----------------------------------------------------------
