@@ -48,10 +48,9 @@ from alley.testing.server import (
     ServerUnavailable,
     _create_user,
     _default_log,
-    _free_port,
-    _Process,
     _run_logged,
     cache_root,
+    start_on_free_port,
 )
 
 __all__ = [
@@ -404,51 +403,40 @@ def start_mongo_java_server(
     """
     env = os.environ if env is None else env
     java = _java(env)
-    for attempt in range(2):
-        tmp = Path(tempfile.mkdtemp(prefix="alley-mongo-java-server-"))
-        port = _free_port()
-        process = _Process(java_command(java, build_dir, "127.0.0.1", port), tmp, env)
-        uri = f"mongodb://127.0.0.1:{port}/"
-        what = f"mongo-java-server {MONGO_JAVA_SERVER_VERSION} ({build_dir})"
+    process, uri, tmp = start_on_free_port(
+        f"mongo-java-server {MONGO_JAVA_SERVER_VERSION} ({build_dir})",
+        lambda tmp, port: java_command(java, build_dir, "127.0.0.1", port),
+        env,
+        log,
+        prefix="alley-mongo-java-server-",
+        timeout=READY_TIMEOUT,
+    )
+    if credentials is not None:
+        from pymongo.errors import PyMongoError
+
         try:
-            process.wait_ready(uri, what, timeout=READY_TIMEOUT)
-        except ServerUnavailable:
-            collided = process.proc.poll() is not None and process.port_in_use()
+            _create_user(uri, credentials)
+        except PyMongoError as exc:
             process.stop()
-            if collided and attempt == 0:
-                log(f"port {port} was taken; retrying mongo-java-server on another port")
-                continue
-            raise
+            raise ServerUnavailable(
+                f"mongo-java-server has no authentication (createUser: {exc}); "
+                "use FerretDB or a MongoDB for a server with users"
+            ) from exc
         except BaseException:
             process.stop()
             raise
-        if credentials is not None:
-            from pymongo.errors import PyMongoError
-
-            try:
-                _create_user(uri, credentials)
-            except PyMongoError as exc:
-                process.stop()
-                raise ServerUnavailable(
-                    f"mongo-java-server has no authentication (createUser: {exc}); "
-                    "use FerretDB or a MongoDB for a server with users"
-                ) from exc
-            except BaseException:
-                process.stop()
-                raise
-        major, minor, patch = REPORTED_MONGODB_VERSION
-        return Server(
-            uri=uri,
-            kind="mongo-java-server",
-            version=MONGO_JAVA_SERVER_VERSION,
-            description=(
-                f"mongo-java-server {MONGO_JAVA_SERVER_VERSION} (memory backend; reports "
-                f"MongoDB {major}.{minor}.{patch}, wire {REPORTED_WIRE_VERSION}) at {uri}"
-            ),
-            credentials=credentials,
-            pid=process.proc.pid,
-            workdir=tmp,
-            capabilities=MONGO_JAVA_SERVER_MEMORY,
-            _stopper=process.stop,
-        )
-    raise AssertionError("unreachable")  # pragma: no cover
+    major, minor, patch = REPORTED_MONGODB_VERSION
+    return Server(
+        uri=uri,
+        kind="mongo-java-server",
+        version=MONGO_JAVA_SERVER_VERSION,
+        description=(
+            f"mongo-java-server {MONGO_JAVA_SERVER_VERSION} (memory backend; reports "
+            f"MongoDB {major}.{minor}.{patch}, wire {REPORTED_WIRE_VERSION}) at {uri}"
+        ),
+        credentials=credentials,
+        pid=process.proc.pid,
+        workdir=tmp,
+        capabilities=MONGO_JAVA_SERVER_MEMORY,
+        _stopper=process.stop,
+    )

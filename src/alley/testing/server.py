@@ -512,15 +512,51 @@ def build_ferretdb(
         return target
 
 
+def start_on_free_port(
+    what: str,
+    argv_for: Callable[[Path, int], list[str]],
+    env: Mapping[str, str],
+    log: Log,
+    *,
+    prefix: str,
+    uri_for: Callable[[int], str] = lambda port: f"mongodb://127.0.0.1:{port}/",
+    timeout: float = READY_TIMEOUT,
+) -> tuple[_Process, str, Path]:
+    """Start a server in a new temporary folder on a free loopback port, and wait until
+    it answers at ``uri_for(port)``. The port is free when chosen, but another process
+    may take it before the server binds: then once more, on another port.
+
+    :returns: the running process, its URI and its folder.
+    """
+    for attempt in range(2):
+        tmp = Path(tempfile.mkdtemp(prefix=prefix))
+        port = _free_port()
+        process = _Process(argv_for(tmp, port), tmp, env)
+        uri = uri_for(port)
+        try:
+            process.wait_ready(uri, what, timeout=timeout)
+        except ServerUnavailable:
+            collided = process.proc.poll() is not None and process.port_in_use()
+            process.stop()
+            if collided and attempt == 0:
+                log(f"port {port} was taken; retrying {what} on another port")
+                continue
+            raise
+        except BaseException:
+            process.stop()
+            raise
+        return process, uri, tmp
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _start_ferretdb(
     binary: Path, credentials: Credentials | None, env: Mapping[str, str], log: Log
 ) -> Server:
     version = _ferretdb_version(binary) or FERRETDB_VERSION
-    for attempt in range(2):
-        tmp = Path(tempfile.mkdtemp(prefix="alley-ferretdb-"))
+
+    def argv_for(tmp: Path, port: int) -> list[str]:
         (tmp / "data").mkdir()
         (tmp / "state").mkdir()
-        port = _free_port()
         argv = [
             str(binary),
             "--handler=sqlite",
@@ -539,37 +575,33 @@ def _start_ferretdb(
                 f"--setup-password={credentials.password}",
                 f"--setup-database={credentials.database}",
             ]
-        process = _Process(argv, tmp, {**env, "DO_NOT_TRACK": "1"})
+        return argv
+
+    def uri_for(port: int) -> str:
         uri = f"mongodb://127.0.0.1:{port}/"
-        if credentials is not None:
-            uri = _with_credentials(uri, credentials)
-        try:
-            process.wait_ready(uri, f"FerretDB ({binary})")
-        except ServerUnavailable:
-            collided = process.proc.poll() is not None and process.port_in_use()
-            process.stop()
-            if collided and attempt == 0:
-                log(f"port {port} was taken; retrying FerretDB on another port")
-                continue
-            raise
-        except BaseException:
-            process.stop()
-            raise
-        auth = " with authentication" if credentials else ""
-        server = Server(
-            uri=uri,
-            kind="ferretdb",
-            version=version,
-            description=f"FerretDB {version} (SQLite){auth} at {_redact(uri)}",
-            ferretdb=True,
-            credentials=credentials,
-            pid=process.proc.pid,
-            workdir=tmp,
-            capabilities=FERRETDB_1_SQLITE,
-            _stopper=process.stop,
-        )
-        return server
-    raise AssertionError("unreachable")  # pragma: no cover
+        return _with_credentials(uri, credentials) if credentials is not None else uri
+
+    process, uri, tmp = start_on_free_port(
+        f"FerretDB ({binary})",
+        argv_for,
+        {**env, "DO_NOT_TRACK": "1"},
+        log,
+        prefix="alley-ferretdb-",
+        uri_for=uri_for,
+    )
+    auth = " with authentication" if credentials else ""
+    return Server(
+        uri=uri,
+        kind="ferretdb",
+        version=version,
+        description=f"FerretDB {version} (SQLite){auth} at {_redact(uri)}",
+        ferretdb=True,
+        credentials=credentials,
+        pid=process.proc.pid,
+        workdir=tmp,
+        capabilities=FERRETDB_1_SQLITE,
+        _stopper=process.stop,
+    )
 
 
 # -------------------------------------------------------------------------- mongod
@@ -603,11 +635,9 @@ def _create_user(uri: str, credentials: Credentials) -> Callable[[], None]:
 def _start_mongod(
     mongod: str, credentials: Credentials | None, env: Mapping[str, str], log: Log
 ) -> Server:
-    for attempt in range(2):
-        tmp = Path(tempfile.mkdtemp(prefix="alley-mongod-"))
+    def argv_for(tmp: Path, port: int) -> list[str]:
         (tmp / "db").mkdir()
-        port = _free_port()
-        argv = [
+        return [
             mongod,
             "--dbpath",
             str(tmp / "db"),
@@ -618,41 +648,30 @@ def _start_mongod(
             "--unixSocketPrefix",
             str(tmp),
         ]
-        process = _Process(argv, tmp, env)
-        uri = f"mongodb://127.0.0.1:{port}/"
-        try:
-            process.wait_ready(uri, f"mongod ({mongod})", timeout=60)
-            info = _build_info(uri)
-        except ServerUnavailable:
-            collided = process.proc.poll() is not None and process.port_in_use()
-            process.stop()
-            if collided and attempt == 0:
-                log(f"port {port} was taken; retrying mongod on another port")
-                continue
-            raise
-        except BaseException:
-            process.stop()
-            raise
+
+    process, uri, tmp = start_on_free_port(
+        f"mongod ({mongod})", argv_for, env, log, prefix="alley-mongod-", timeout=60
+    )
+    try:
+        info = _build_info(uri)
         if credentials is not None:
-            try:
-                _create_user(uri, credentials)
-            except BaseException:
-                process.stop()
-                raise
+            _create_user(uri, credentials)
             uri = _with_credentials(uri, credentials)
-        version = str(info.get("version", "unknown"))
-        return Server(
-            uri=uri,
-            kind="mongod",
-            version=version,
-            description=f"MongoDB {version} (mongod {mongod}) at {_redact(uri)}",
-            credentials=credentials,
-            pid=process.proc.pid,
-            workdir=tmp,
-            capabilities=MONGOD_STANDALONE,
-            _stopper=process.stop,
-        )
-    raise AssertionError("unreachable")  # pragma: no cover
+    except BaseException:
+        process.stop()
+        raise
+    version = str(info.get("version", "unknown"))
+    return Server(
+        uri=uri,
+        kind="mongod",
+        version=version,
+        description=f"MongoDB {version} (mongod {mongod}) at {_redact(uri)}",
+        credentials=credentials,
+        pid=process.proc.pid,
+        workdir=tmp,
+        capabilities=MONGOD_STANDALONE,
+        _stopper=process.stop,
+    )
 
 
 # ----------------------------------------------------------------------------- URI
