@@ -264,7 +264,7 @@ def up(
         on_step=None if as_json else render.step,
         on_wait=render.waiting,
     )
-    _show_run(report, as_json)
+    _show_run(report, as_json, migration_id)
 
 
 @app.command(options_metavar="[OPTIONS]")
@@ -296,14 +296,14 @@ def down(
     _show_run(report, as_json)
 
 
-def _show_run(report: Any, as_json: bool) -> None:
+def _show_run(report: Any, as_json: bool, target: str | None = None) -> None:
     from alley import render
 
     render.notes(report.notes)
     if as_json:
         render.print_json(report)
     else:
-        render.run_summary(report)
+        render.run_summary(report, target=target)
 
 
 def _show_plan(planned: Any, as_json: bool) -> None:

@@ -153,19 +153,19 @@ def plan_up(
     """Pending migrations to apply, in order, up to and including ``target``.
 
     ``statuses`` are in the order migrations apply (:func:`reconcile` keeps the order
-    the ``alley_order_migrations`` hook decided; by id by default). ``target`` must be a
-    pending migration (0.0.3's rule). A pending migration that comes before an applied
-    one (merged branches) is refused unless ``allow_out_of_order``.
+    the ``alley_order_migrations`` hook decided; by id by default). A ``target`` that is
+    applied already gives an empty plan (0.0.3 said "nothing to execute" and succeeded,
+    so a deploy pinned to a target runs again without error); one that exists nowhere is
+    an error. A pending migration that comes before an applied one (merged branches) is
+    refused unless ``allow_out_of_order``.
     """
     position = {id(s): index for index, s in enumerate(statuses)}
     pending = [s for s in statuses if s.state is State.PENDING]
     if target is not None:
         _require_known(statuses, target)
         wanted = next((s for s in pending if s.id == target), None)
-        if wanted is None:
-            raise UsageError(
-                f"migration {target} is already applied", hint="run 'alley status' to see pending"
-            )
+        if wanted is None:  # applied already: nothing to do, as 0.0.3 said
+            return Plan(Direction.UP, (), target)
         pending = [s for s in pending if position[id(s)] <= position[id(wanted)]]
 
     newest = max(

@@ -167,10 +167,16 @@ def step(result: StepResult, out: TextIO | None = None) -> None:
     out.flush()
 
 
-def run_summary(report: RunReport, out: TextIO | None = None) -> None:
+def run_summary(report: RunReport, out: TextIO | None = None, target: str | None = None) -> None:
+    """What a run did; for ``up`` to a ``target`` that ran nothing, that it was applied."""
     out = out or sys.stdout
     if not report.steps:
-        out.write("nothing to do\n" if report.direction.value == "up" else "nothing rolled back\n")
+        if report.direction.value == "down":
+            out.write("nothing rolled back\n")
+        elif target is not None:  # a pending target would have run
+            out.write(f"nothing to do: migration {target} is already applied\n")
+        else:
+            out.write("nothing to do\n")
         return
     total = sum(s.duration_s for s in report.steps)
     noun = "migration" if len(report.steps) == 1 else "migrations"

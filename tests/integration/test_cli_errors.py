@@ -124,12 +124,27 @@ def test_near_miss_filename_is_warned_about(project: Project, mongo_db: Any) -> 
     assert mongo_db.counters.count_documents({}) == 1
 
 
+def test_up_to_an_applied_target_succeeds_saying_so(project: Project, mongo_db: Any) -> None:
+    # 0.0.3 said "nothing to execute": a deploy pinned to a target runs it every time.
+    project.counter("0001_a.py")
+    project.counter("0002_b.py")
+    assert project.alley("up", "1").returncode == 0
+
+    again = project.alley("up", "1")
+    plan = project.alley("up", "1", "--plan")
+
+    assert again.returncode == 0, again.output
+    assert again.stdout == "nothing to do: migration 1 is already applied\n"
+    assert again.stderr == ""
+    assert plan.returncode == 0, plan.output  # nothing would run
+    assert {d["_id"]: d["n"] for d in mongo_db.counters.find()} == {"0001": 1}
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
         (["up", "9"], "no migration has id 9"),
         (["up", "abc"], "invalid migration id"),
-        (["up", "1"], "already applied"),
         (["down", "2"], "not applied"),
         (["down", "9"], "no migration has id 9"),
         (["down"], "Missing argument"),

@@ -353,9 +353,10 @@ def test_plan_up_to_an_unknown_target_is_a_usage_error() -> None:
         plan_up(statuses_for({1, 2}, applied=set()), 9)
 
 
-def test_plan_up_to_an_applied_target_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="already applied"):
-        plan_up(statuses_for({1, 2, 3}, applied={1, 2}), 2)
+def test_plan_up_to_an_applied_target_is_nothing_to_do() -> None:
+    plan = plan_up(statuses_for({1, 2, 3}, applied={1, 2}), 2)
+    assert not plan
+    assert plan.target == 2
 
 
 def test_plan_up_refuses_a_pending_migration_older_than_an_applied_one() -> None:
