@@ -410,7 +410,7 @@ class RestartableFerretDB:
         from alley.testing.server import _free_port
 
         binary = find_ferretdb()
-        assert binary is not None, "the session's FerretDB binary should be cached by now"
+        assert binary is not None, "own_server checked that a FerretDB binary exists"
         self.binary = binary
         self.port = _free_port()
         self.data = workdir / "data"
@@ -458,9 +458,16 @@ def _pings(client: Any) -> bool:
 
 
 @pytest.fixture
-def own_server(tmp_path: Path, mongodb_server: Any) -> Iterator[RestartableFerretDB]:
-    if not mongodb_server.ferretdb:
-        pytest.skip("stopping the server mid-run is tested on the FerretDB alley starts itself")
+def own_server(tmp_path: Path) -> Iterator[RestartableFerretDB]:
+    """A server of the test's own, killed and restarted on its data: FerretDB, whichever
+    server the session uses (an in-memory server would lose its data)."""
+    from alley.testing import find_ferretdb
+
+    if find_ferretdb() is None:
+        pytest.skip(
+            "needs a server that keeps its data across a kill and a restart: "
+            "no FerretDB 1.24 binary on PATH or in the cache"
+        )
     server = RestartableFerretDB(tmp_path / "own-server")
     server.start()
     yield server
