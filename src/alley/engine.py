@@ -53,6 +53,8 @@ from alley.settings import Settings
 from alley.store import HistoryStore, RecordExists
 
 StepCallback = Callable[[StepResult], None]
+# Called as a step starts, with its ``started`` log entry (filename, direction, fake).
+StartCallback = Callable[[LogEntry], None]
 WaitCallback = Callable[[LockState], None]
 WriteWatch = Callable[[Any], AbstractContextManager[write_watch.Writes]]
 
@@ -344,7 +346,12 @@ class Run:
     # -- applying a plan ------------------------------------------------------------
 
     def apply(
-        self, checked: Checked, *, fake: bool = False, on_step: StepCallback | None = None
+        self,
+        checked: Checked,
+        *,
+        fake: bool = False,
+        on_step: StepCallback | None = None,
+        on_start: StartCallback | None = None,
     ) -> tuple[StepResult, ...]:
         """Claim every step, then run each, record it, and log its outcome.
 
@@ -373,6 +380,8 @@ class Run:
         try:
             for step, claim in zip(plan.steps, claims, strict=True):
                 self.lease.fence()
+                if on_start is not None:
+                    on_start(claim)
                 current = claim.filename
                 results.append(self._step(step, claim, checked, fake, batch))
                 current = None
