@@ -81,6 +81,11 @@ def create(settings: Settings, name: str, *, project: Engine | None = None) -> C
             existing = [m.id for m in engine.migrations]
         except MigrationsFolderMissing:
             existing = []
+        if engine.hooks.manager.has_plugin("filesystem"):
+            from alley_plugins import filesystem
+
+            # Numbered files discovery ignores (0003_AddUsers.py) keep their ids.
+            existing += filesystem.numbered_ids(settings)
         migration_id = planning.next_id(existing)
         location = engine.hooks.create(settings, migration_id, normalised)
     return CreateResult(migration_id, normalised, location)

@@ -1,7 +1,9 @@
 """Migrations as files: ``<PATH>/migrations/NNNN_name.py`` (alley 0.0.3's layout).
 
 PATH comes from the settings; without one, the nearest ``migrations/`` folder in the
-current directory or its parents is used.
+current directory or its parents is used. The folder's name is the
+``migrations_directory`` option (``[tool.alley]``, ``-o``, or 0.0.3's
+``Migrations.MIGRATIONS_DIRECTORY``); empty, PATH itself holds the migrations.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alley.errors import AlleyWarning, DiscoveryError, SourceMissing
+from alley.errors import AlleyWarning, ConfigError, DiscoveryError, SourceMissing
 from alley.hookspecs import hookimpl
 from alley.model import Migration
 
@@ -24,6 +26,10 @@ MIGRATION_FILENAME = re.compile(r"^(?P<id>[0-9]+)_(?P<name>[a-z0-9_]+)\.py$")
 # Files a person meant as migrations but that the pattern would skip, e.g.
 # ``0003_AddUsers.py`` or ``0003-add-users.py``: 0.0.3 ignored them silently.
 NEAR_MISS = re.compile(r"^[0-9]+[^.]*\.py$", re.IGNORECASE)
+# Any file named like a migration, matched or ignored: its id is taken.
+NUMBERED = re.compile(r"^(?P<id>[0-9]+)[^.]*\.py$", re.IGNORECASE)
+# Ids are stored as 64-bit signed integers (BSON int64).
+MAX_ID = 2**63 - 1
 
 TEMPLATE = '''"""{name}"""
 
@@ -37,34 +43,70 @@ def down(db):
 '''
 
 
+def folder_name(settings: Settings) -> str:
+    """The migrations folder's name under PATH (``migrations``); ``""``: PATH itself."""
+    return str(settings.options.get("migrations_directory", FOLDER_NAME)).strip()
+
+
 def migrations_folder(settings: Settings) -> Path | None:
     """``PATH/migrations``, else the nearest ``migrations/`` from the current directory up."""
+    name = folder_name(settings)
     if settings.path is not None:
-        return settings.path / FOLDER_NAME
+        return settings.path / name if name else settings.path
     for folder in (settings.cwd, *settings.cwd.parents):
-        candidate = folder / FOLDER_NAME
+        candidate = folder / name if name else folder
         if candidate.is_dir():
             return candidate
     return None
 
 
+def numbered_ids(settings: Settings) -> list[int]:
+    """The ids of every ``NNNN*.py`` file in the migrations folder, those discovery
+    ignores (``0003_AddUsers.py``) included: ``create`` numbers a new file above them."""
+    folder = migrations_folder(settings)
+    if folder is None or not folder.is_dir():
+        return []
+    found = (NUMBERED.match(entry.name) for entry in folder.iterdir())
+    return [int(match["id"]) for match in found if match]
+
+
+def _misplaced_path_hint(folder: Path, name: str) -> str | None:
+    """When PATH is itself the migrations folder (``alley migrations create x``): it is
+    named like the folder it should contain and holds numbered files, but not that
+    folder. The hint that says so, else ``None``."""
+    parent = folder.parent
+    if not name or folder.exists() or parent.name != name or not parent.is_dir():
+        return None
+    if not any(NEAR_MISS.match(entry.name) for entry in parent.iterdir()):
+        return None
+    return f"PATH is the folder that contains {name}/; run it from the parent"
+
+
 @hookimpl(trylast=True)
 def alley_discover_migrations(settings: Settings) -> Sequence[Migration]:
+    name = folder_name(settings)
     folder = migrations_folder(settings)
     if folder is None or not folder.is_dir():
         where = f"in {settings.cwd} or its parents" if folder is None else f"in {folder.parent}"
         hint = (
-            "pass PATH (the folder that contains migrations/), or set ALLEY_PATH"
+            f"pass PATH (the folder that contains {name}/), or set ALLEY_PATH"
             if folder is None
-            else "create one with 'alley create NAME', or pass the right PATH"
+            else _misplaced_path_hint(folder, name)
+            or "create one with 'alley create NAME', or pass the right PATH"
         )
-        warnings.warn(SourceMissing(f"no {FOLDER_NAME}/ folder {where}", hint=hint), stacklevel=1)
+        warnings.warn(SourceMissing(f"no {name}/ folder {where}", hint=hint), stacklevel=1)
         return []
     migrations = []
     for entry in sorted(folder.iterdir()):
         match = MIGRATION_FILENAME.match(entry.name)
         if match and entry.is_file():
-            migrations.append(_read(entry, int(match["id"]), match["name"]))
+            migration_id = int(match["id"])
+            if migration_id > MAX_ID:
+                raise DiscoveryError(
+                    f"{entry}: id {match['id']} is too large (at most {MAX_ID})",
+                    hint="renumber it with a smaller id",
+                )
+            migrations.append(_read(entry, migration_id, match["name"]))
         elif NEAR_MISS.match(entry.name):
             warnings.warn(
                 AlleyWarning(
@@ -88,7 +130,18 @@ def _read(path: Path, migration_id: int, name: str) -> Migration:
 
 @hookimpl(trylast=True)
 def alley_create_migration(settings: Settings, migration_id: int, name: str) -> str:
-    folder = migrations_folder(settings) or settings.cwd / FOLDER_NAME
+    folder_label = folder_name(settings)
+    folder = migrations_folder(settings) or settings.cwd / (folder_label or FOLDER_NAME)
+    hint = _misplaced_path_hint(folder, folder_label)
+    if hint is not None:
+        raise ConfigError(
+            f"{folder.parent} holds migrations but has no {folder_label}/ folder", hint=hint
+        )
+    if migration_id > MAX_ID:
+        raise DiscoveryError(
+            f"cannot create migration {migration_id}: ids are at most {MAX_ID}",
+            hint="renumber the migrations with smaller ids",
+        )
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{migration_id:04}_{name}.py"
     try:
