@@ -2,21 +2,48 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
-PYTHON = ["3.11"]
+PYTHON = "3.11"  # lint, type checks, docs, benchmarks
+SUPPORTED_PYTHONS = ["3.11", "3.12", "3.13"]  # the tests run on each
 
 
-@nox.session(python=PYTHON)
+def _enable_pyenv_versions() -> None:
+    """Let pyenv's ``python3.12``/``python3.13`` shims answer, so nox finds them.
+
+    A pyenv shim only runs the versions named in ``PYENV_VERSION`` (which a shim that
+    started nox sets to the one selected) or ``pyenv global``; a machine with several
+    installed but one selected would otherwise make nox report the others missing.
+    """
+    if shutil.which("pyenv") is None:
+        return
+    installed = subprocess.run(
+        ["pyenv", "versions", "--bare"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    selected = [v for v in os.environ.get("PYENV_VERSION", "").split(":") if v]
+    wanted = [v for v in installed if any(v.startswith(p + ".") for p in SUPPORTED_PYTHONS)]
+    if wanted:
+        os.environ["PYENV_VERSION"] = ":".join(dict.fromkeys([*selected, *wanted]))
+
+
+_enable_pyenv_versions()
+
+
+@nox.session(python=SUPPORTED_PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The whole suite on FerretDB, then the integration suite on mongo-java-server.
+    """Every test on FerretDB, then the integration tests on mongo-java-server.
 
-    Both servers are provisioned by alley.testing (built once into the cache). With
-    arguments, only ``pytest ARGS`` runs, on the server ALLEY_TEST_SERVER chooses.
+    On each supported Python. Both servers are provisioned by alley.testing (built
+    once into the cache). With arguments, only ``pytest ARGS`` runs, on the server
+    ALLEY_TEST_SERVER chooses.
     """
     session.install("-e", ".[test]")
     if session.posargs:
