@@ -11,11 +11,20 @@ as ``Project``), to reuse one connection and plugin manager across calls.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from alley import attempts, planning
-from alley.engine import Engine, StepCallback, WaitCallback, read_without_files
-from alley.errors import LockBusy, MigrationsFolderMissing
+from alley.engine import (
+    Checked,
+    Engine,
+    StartCallback,
+    StepCallback,
+    WaitCallback,
+    read_without_files,
+)
+from alley.errors import AlleyError, LockBusy, MigrationsFolderMissing
 from alley.lease import describe_lock
 from alley.model import (
     Attempt,
@@ -31,6 +40,7 @@ from alley.model import (
     RunReport,
     State,
     StatusReport,
+    StepResult,
 )
 from alley.plugins import plugin_infos
 from alley.settings import Settings
@@ -41,15 +51,121 @@ Project = Engine
 
 @dataclass(frozen=True)
 class PlanReport:
-    """What ``up --plan`` / ``down --plan`` would do, and the lock as it is now."""
+    """What ``up --plan`` / ``down --plan`` / ``redo --plan`` would do, and the lock as
+    it is now. For ``redo``, ``plan`` is the roll-back and ``then`` the re-apply."""
 
     plan: Plan
     lock: LockState | None
     notes: tuple[str, ...] = ()
+    then: Plan | None = None
 
     @property
     def lock_description(self) -> str:
         return describe_lock(self.lock) if self.lock is not None else "never taken"
+
+
+@dataclass(frozen=True)
+class RedoReport:
+    """What ``redo`` did: the roll-back step, then the re-apply step (none when nothing
+    was applied)."""
+
+    steps: tuple[StepResult, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def direction(self) -> str:
+        return "redo"
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """The step a run stopped on, and why."""
+
+    id: int
+    filename: str
+    direction: Direction
+    fake: bool
+    error: str
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    """What a run had done when an error stopped it: the steps that ran, the step it
+    stopped on (``None`` when it stopped between steps), the error and its exit code.
+
+    Attached to the error raised by :func:`up`, :func:`down` and :func:`redo` once
+    their first step started; read it with :func:`failed_run`.
+    """
+
+    direction: str
+    steps: tuple[StepResult, ...]
+    failed: StepFailure | None
+    error: str
+    exit_code: int
+    notes: tuple[str, ...] = ()
+
+
+_FAILED_RUN = "alley_failed_run"
+
+
+def failed_run(error: BaseException) -> FailedRun | None:
+    """The :class:`FailedRun` attached to an error raised by ``up``, ``down`` or
+    ``redo`` after a step started, else ``None``."""
+    found = getattr(error, _FAILED_RUN, None)
+    return found if isinstance(found, FailedRun) else None
+
+
+class _Steps:
+    """Follows a run's steps through its callbacks, to tell what ran if it fails."""
+
+    def __init__(self, on_step: StepCallback | None, on_start: StartCallback | None) -> None:
+        self._on_step = on_step
+        self._on_start = on_start
+        self.done: list[StepResult] = []
+        self.current: LogEntry | None = None
+        self.started = False
+
+    def start(self, entry: LogEntry) -> None:
+        self.started = True
+        self.current = entry
+        if self._on_start is not None:
+            self._on_start(entry)
+
+    def step(self, result: StepResult) -> None:
+        self.done.append(result)
+        self.current = None
+        if self._on_step is not None:
+            self._on_step(result)
+
+    @contextmanager
+    def reported(self, direction: str, engine: Engine) -> Iterator[None]:
+        """Attach a :class:`FailedRun` to an error raised once a step started."""
+        try:
+            yield
+        except AlleyError as error:
+            if self.started:
+                current = self.current
+                failed = (
+                    StepFailure(
+                        current.migration_id,
+                        current.filename,
+                        current.direction,
+                        bool(current.fake),
+                        str(error),
+                    )
+                    if current is not None
+                    else None
+                )
+                run = FailedRun(
+                    direction,
+                    tuple(self.done),
+                    failed,
+                    str(error),
+                    int(error.exit_code),
+                    tuple(engine.notes),
+                )
+                setattr(error, _FAILED_RUN, run)
+            raise
 
 
 @dataclass(frozen=True)
@@ -152,20 +268,50 @@ def plan_up(
 
 def plan_down(
     settings: Settings,
-    target: int | str,
+    target: int | str | None = None,
     *,
+    steps: int | None = None,
     retry: bool = False,
     fake: bool = False,
     project: Engine | None = None,
 ) -> PlanReport:
     """What ``down`` would roll back, newest first, with the lock state, after
-    ``down``'s own pre-flight. Writes nothing."""
+    ``down``'s own pre-flight (see :func:`down` for ``target`` and ``steps``). Writes
+    nothing."""
+    engine = project or Engine(settings)
+    wanted = None if target is None else planning.parse_target(target)
+    with engine.attributed():
+        snapshot = engine.snapshot()
+        plan = planning.plan_down(snapshot.statuses, wanted, steps=steps)
+        engine.preflight(snapshot.statuses, plan, fake=fake, allow_drift=True, retry=retry)
+    return PlanReport(plan, snapshot.lock, tuple(engine.notes))
+
+
+def plan_redo(
+    settings: Settings,
+    *,
+    retry: bool = False,
+    fake: bool = False,
+    project: Engine | None = None,
+) -> PlanReport:
+    """What ``redo`` would do: roll back the last applied migration (``plan``), then
+    apply it again (``then``), after ``redo``'s own pre-flight. Writes nothing."""
     engine = project or Engine(settings)
     with engine.attributed():
         snapshot = engine.snapshot()
-        plan = planning.plan_down(snapshot.statuses, planning.parse_target(target))
-        engine.preflight(snapshot.statuses, plan, fake=fake, allow_drift=True, retry=retry)
-    return PlanReport(plan, snapshot.lock, tuple(engine.notes))
+        back, again = _preflight_redo(engine, snapshot.statuses, retry=retry, fake=fake)
+    return PlanReport(back.plan, snapshot.lock, tuple(engine.notes), then=again.plan)
+
+
+def _preflight_redo(
+    engine: Engine, statuses: tuple[MigrationStatus, ...], *, retry: bool, fake: bool
+) -> tuple[Checked, Checked]:
+    """``down``'s pre-flight of the roll-back, and the file loaded for the re-apply
+    (``up`` needs both functions), before anything is written. Drift is not refused: a
+    migration is usually redone because its file was edited."""
+    back, again = planning.plan_redo(statuses)
+    checked_back = engine.preflight(statuses, back, fake=fake, allow_drift=True, retry=retry)
+    return checked_back, Checked(again, {} if fake else engine.load(again))
 
 
 def up(
@@ -179,6 +325,7 @@ def up(
     project: Engine | None = None,
     on_step: StepCallback | None = None,
     on_wait: WaitCallback | None = None,
+    on_start: StartCallback | None = None,
 ) -> RunReport:
     """Apply pending migrations in order, up to and including ``target``.
 
@@ -189,42 +336,94 @@ def up(
     :raises IntegrityError: a step waits for a person, or drift / out-of-order refused.
     :raises LockBusy: another run held the lock for longer than ``lock_timeout``.
     :raises StepUnrecorded: a step finished after this run lost its lease.
+
+    ``on_start`` is called with each step's ``started`` log entry just before it runs,
+    ``on_step`` with its :class:`StepResult` once it is recorded. An error raised once
+    a step started carries what ran (:func:`failed_run`).
     """
     engine = project or Engine(settings)
     wanted = None if target is None else planning.parse_target(target)
-    with engine.attributed(), engine.locked("up", on_wait) as run:
+    follow = _Steps(on_step, on_start)
+    with (
+        follow.reported("up", engine),
+        engine.attributed(),
+        engine.locked("up", on_wait) as run,
+    ):
         assert run.snapshot is not None
         statuses = run.snapshot.statuses
         plan = planning.plan_up(statuses, wanted, allow_out_of_order=allow_out_of_order)
         checked = engine.preflight(statuses, plan, fake=fake, allow_drift=allow_drift, retry=retry)
-        steps = run.apply(checked, fake=fake, on_step=on_step)
+        steps = run.apply(checked, fake=fake, on_step=follow.step, on_start=follow.start)
     return RunReport(plan.direction, steps, tuple(engine.notes))
 
 
 def down(
     settings: Settings,
-    target: int | str,
+    target: int | str | None = None,
+    *,
+    steps: int | None = None,
+    fake: bool = False,
+    retry: bool = False,
+    project: Engine | None = None,
+    on_step: StepCallback | None = None,
+    on_wait: WaitCallback | None = None,
+    on_start: StartCallback | None = None,
+) -> RunReport:
+    """Roll back applied migrations, newest first: down to and including ``target``;
+    or the last ``steps`` applied ones; or, with neither, the last applied one only.
+    "Last" follows the order migrations apply in (the ``alley_order_migrations`` hook).
+
+    :param steps: How many to roll back (1 or more; refused when fewer are applied).
+    :param fake: Remove the records without running ``down``.
+    :param retry: Run again a ``down`` that failed after writing.
+    :raises UsageError: both ``target`` and ``steps``, ``steps`` < 1, or a ``target``
+        that is not applied.
+    """
+    engine = project or Engine(settings)
+    wanted = None if target is None else planning.parse_target(target)
+    follow = _Steps(on_step, on_start)
+    with (
+        follow.reported("down", engine),
+        engine.attributed(),
+        engine.locked("down", on_wait) as run,
+    ):
+        assert run.snapshot is not None
+        statuses = run.snapshot.statuses
+        plan = planning.plan_down(statuses, wanted, steps=steps)
+        checked = engine.preflight(statuses, plan, fake=fake, allow_drift=True, retry=retry)
+        done = run.apply(checked, fake=fake, on_step=follow.step, on_start=follow.start)
+    return RunReport(plan.direction, done, tuple(engine.notes))
+
+
+def redo(
+    settings: Settings,
     *,
     fake: bool = False,
     retry: bool = False,
     project: Engine | None = None,
     on_step: StepCallback | None = None,
     on_wait: WaitCallback | None = None,
-) -> RunReport:
-    """Roll back applied migrations newest first, down to and including ``target``.
+    on_start: StartCallback | None = None,
+) -> RedoReport:
+    """Roll back the last applied migration, then apply it again, under one lock.
 
-    :param fake: Remove the records without running ``down``.
-    :param retry: Run again a ``down`` that failed after writing.
+    Both steps are checked before the first runs (``down`` for the roll-back, and
+    the file must have ``up`` and ``down``); applied files that changed are not refused
+    (redoing an edited migration is what this is for). If the roll-back fails, nothing
+    is applied again.
     """
     engine = project or Engine(settings)
-    wanted = planning.parse_target(target)
-    with engine.attributed(), engine.locked("down", on_wait) as run:
+    follow = _Steps(on_step, on_start)
+    with (
+        follow.reported("redo", engine),
+        engine.attributed(),
+        engine.locked("redo", on_wait) as run,
+    ):
         assert run.snapshot is not None
-        statuses = run.snapshot.statuses
-        plan = planning.plan_down(statuses, wanted)
-        checked = engine.preflight(statuses, plan, fake=fake, allow_drift=True, retry=retry)
-        steps = run.apply(checked, fake=fake, on_step=on_step)
-    return RunReport(plan.direction, steps, tuple(engine.notes))
+        back, again = _preflight_redo(engine, run.snapshot.statuses, retry=retry, fake=fake)
+        done = run.apply(back, fake=fake, on_step=follow.step, on_start=follow.start)
+        done += run.apply(again, fake=fake, on_step=follow.step, on_start=follow.start)
+    return RedoReport(done, tuple(engine.notes))
 
 
 def mark(
@@ -328,18 +527,24 @@ def plugins(settings: Settings, *, project: Engine | None = None) -> list[Plugin
 
 
 __all__ = [
+    "FailedRun",
     "MarkReport",
     "PlanReport",
     "Project",
+    "RedoReport",
+    "StepFailure",
     "UnlockReport",
     "VerifyReport",
     "create",
     "down",
+    "failed_run",
     "history",
     "mark",
     "plan_down",
+    "plan_redo",
     "plan_up",
     "plugins",
+    "redo",
     "status",
     "unlock",
     "up",

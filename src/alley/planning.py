@@ -184,29 +184,76 @@ def plan_up(
     return Plan(Direction.UP, tuple(pending), target)
 
 
-def plan_down(statuses: Sequence[MigrationStatus], target: int) -> Plan:
-    """Applied migrations to roll back, newest first, down to and including ``target``.
+def plan_down(
+    statuses: Sequence[MigrationStatus],
+    target: int | None = None,
+    *,
+    steps: int | None = None,
+) -> Plan:
+    """Applied migrations to roll back, newest first.
+
+    With ``target``: down to and including it (it must be applied). With ``steps``: the
+    last ``steps`` applied ones (at least 1; refused when fewer are applied). With
+    neither: the last applied one only (an empty plan when nothing is applied). "Last"
+    is in the order migrations apply (the ``alley_order_migrations`` hook's, by id by
+    default), the order of ``statuses``.
 
     Every step needs its file (to call ``down``); a deleted one stops the plan before
     anything runs or is removed.
     """
-    _require_known(statuses, target)
+    if target is not None and steps is not None:
+        raise UsageError("give either a migration id or --steps, not both")
     applied = [s for s in statuses if s.state is State.APPLIED]
-    if not any(s.id == target for s in applied):
-        raise UsageError(
-            f"migration {target} is not applied", hint="run 'alley status' to see what is"
+    if target is not None:
+        _require_known(statuses, target)
+        if not any(s.id == target for s in applied):
+            raise UsageError(
+                f"migration {target} is not applied", hint="run 'alley status' to see what is"
+            )
+        # Newest first: the reverse of the order they apply in.
+        first = next(
+            i for i, s in enumerate(statuses) if s.id == target and s.state is State.APPLIED
         )
-    # Newest first: the reverse of the order they apply in.
-    first = next(i for i, s in enumerate(statuses) if s.id == target and s.state is State.APPLIED)
-    steps = [s for s in reversed(statuses[first:]) if s.state is State.APPLIED]
-    missing = [s for s in steps if s.migration is None]
+        chosen = [s for s in reversed(statuses[first:]) if s.state is State.APPLIED]
+    else:
+        count = 1 if steps is None else steps
+        if count < 1:
+            raise UsageError(
+                f"invalid --steps {count}", hint="give a number of migrations, 1 or more"
+            )
+        if steps is not None and count > len(applied):
+            raise UsageError(
+                f"cannot roll back {count} migrations: only {len(applied)} are applied",
+                hint="run 'alley status' to see what is",
+            )
+        chosen = list(reversed(applied))[:count]
+    missing = [s for s in chosen if s.migration is None]
     if missing:
         names = ", ".join(s.filename for s in missing)
         raise IntegrityError(
             f"cannot roll back {names}: the migration file is gone",
             hint="restore it from version control; nothing was rolled back",
         )
-    return Plan(Direction.DOWN, tuple(steps), target)
+    return Plan(Direction.DOWN, tuple(chosen), target)
+
+
+def plan_redo(statuses: Sequence[MigrationStatus]) -> tuple[Plan, Plan]:
+    """``redo``: roll back the last applied migration, then apply it again.
+
+    Returns the ``down`` plan and the ``up`` plan of the same migration (as the pending
+    migration it is once rolled back); both empty when nothing is applied.
+    """
+    down = plan_down(statuses)
+    again = tuple(
+        MigrationStatus(s.id, _file(s).filename, State.PENDING, s.migration, None, None)
+        for s in down.steps
+    )
+    return down, Plan(Direction.UP, again, down.target)
+
+
+def _file(status: MigrationStatus) -> Migration:
+    assert status.migration is not None  # plan_down refuses steps without a file
+    return status.migration
 
 
 def _require_known(statuses: Sequence[MigrationStatus], target: int) -> None:

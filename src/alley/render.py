@@ -9,11 +9,14 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import re
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from alley.model import (
     Attempt,
@@ -22,10 +25,12 @@ from alley.model import (
     LogEntry,
     MigrationStatus,
     PluginInfo,
-    RunReport,
     StatusReport,
     StepResult,
 )
+
+if TYPE_CHECKING:
+    from alley.settings import Settings
 
 
 def to_jsonable(value: Any) -> Any:
@@ -53,9 +58,37 @@ def print_json(data: Any, out: TextIO | None = None) -> None:
     out.write("\n")
 
 
-def status_data(report: StatusReport) -> dict[str, Any]:
-    """The JSON shape of ``status``: one entry per migration, plus counts and notes."""
+def location(settings: Settings) -> dict[str, str | None]:
+    """Where a command looks: the migrations folder, the server (never its password)
+    and the database."""
+    from alley_plugins.filesystem import migrations_folder
+
+    folder = migrations_folder(settings)
+    # The URL's database and options are not the server: the database has its own key.
+    server = re.sub(r"^((?:[a-z][a-z0-9+.-]*://)?[^/?]*).*$", r"\1", settings.redacted_target())
     return {
+        "folder": str(folder.resolve()) if folder is not None else None,
+        "server": server,
+        "database": settings.database_name,
+    }
+
+
+def location_line(settings: Settings) -> str:
+    """``migrations: FOLDER · server: HOST:PORT · database: NAME``, the header of
+    ``status`` and, with ``--verbose``, the first line on stderr of every command that
+    touches the database."""
+    where = location(settings)
+    return (
+        f"migrations: {where['folder'] or '(none found)'} · server: {where['server']} · "
+        f"database: {where['database'] or '(none)'}"
+    )
+
+
+def status_data(report: StatusReport, settings: Settings | None = None) -> dict[str, Any]:
+    """The JSON shape of ``status``: one entry per migration, plus counts and notes,
+    and where it looked (``folder``, ``server``, ``database``) given the settings."""
+    return {
+        **(location(settings) if settings is not None else {}),
         "migrations": [
             {
                 "id": s.id,
@@ -122,9 +155,14 @@ def _filename(status: MigrationStatus) -> str:
     return status.migration.filename if status.migration else status.filename
 
 
-def status_report(report: StatusReport, out: TextIO | None = None) -> None:
-    """One line per migration (``applied``/``pending``, filename, date, notes), then a total."""
+def status_report(
+    report: StatusReport, out: TextIO | None = None, header: str | None = None
+) -> None:
+    """``header`` (where it looked), then one line per migration (``applied``/``pending``,
+    filename, date, notes), then a total."""
     out = out or sys.stdout
+    if header is not None:
+        out.write(header + "\n")
     if not report.statuses:
         out.write("no migrations\n")
         return
@@ -157,6 +195,72 @@ def _status_table(report: StatusReport, out: TextIO) -> None:
     Console(file=out).print(table)
 
 
+class Progress:
+    """Says when each step starts (``running   0003_backfill.py …``, on stderr); on a
+    terminal, also how long it has been running, updated every second until it ends.
+
+    ``start`` is the engine's ``on_start``; ``step`` its ``on_step`` (it ends the line,
+    then prints the step's result on stdout); ``stop`` ends a step that failed.
+    """
+
+    def __init__(self, err: TextIO | None = None, out: TextIO | None = None) -> None:
+        self.err = err or sys.stderr
+        self.out = out
+        self.live = _isatty(self.err)
+        self._line = ""
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self, entry: LogEntry) -> None:
+        self.stop()
+        verb = {"up": "running", "down": "rolling back"}[entry.direction.value]
+        if entry.fake:
+            verb = {"up": "recording (fake)", "down": "forgetting (fake)"}[entry.direction.value]
+        self._line = f"{verb:<15} {entry.filename} …"
+        if not self.live:
+            self.err.write(self._line + "\n")
+            self.err.flush()
+            return
+        self.err.write(self._line)
+        self.err.flush()
+        self._stop.clear()
+        self._ticker = threading.Thread(
+            target=self._tick, args=(time.monotonic(),), name="alley-progress", daemon=True
+        )
+        self._ticker.start()
+
+    def _tick(self, began: float) -> None:
+        while not self._stop.wait(1.0):
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                self.err.write(f"\r{self._line} {time.monotonic() - began:.0f}s")
+                self.err.flush()
+
+    def stop(self) -> None:
+        """End the live line of the step that was running, if any."""
+        ticker, self._ticker = self._ticker, None
+        if ticker is None:
+            return
+        with self._lock:
+            self._stop.set()
+        ticker.join()
+        self.err.write("\n")
+        self.err.flush()
+
+    def step(self, result: StepResult) -> None:
+        self.stop()
+        step(result, self.out)
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def step(result: StepResult, out: TextIO | None = None) -> None:
     """The line printed as soon as a step is done."""
     out = out or sys.stdout
@@ -167,9 +271,31 @@ def step(result: StepResult, out: TextIO | None = None) -> None:
     out.flush()
 
 
-def run_summary(report: RunReport, out: TextIO | None = None, target: str | None = None) -> None:
+def run_data(report: Any, failed: Any = None) -> dict[str, Any]:
+    """The JSON shape of a run (``up``, ``down``, ``redo``): the steps that ran, and if
+    an error stopped it (an :class:`alley.api.FailedRun`), the step it stopped on
+    (``failed``) and the error (``error``: ``message``, ``exit_code``)."""
+    return {
+        "direction": str(report.direction),
+        "steps": to_jsonable(report.steps),
+        "notes": list(report.notes),
+        "failed": to_jsonable(failed.failed) if failed is not None else None,
+        "error": {"message": failed.error, "exit_code": failed.exit_code}
+        if failed is not None
+        else None,
+    }
+
+
+def run_summary(report: Any, out: TextIO | None = None, target: str | None = None) -> None:
     """What a run did; for ``up`` to a ``target`` that ran nothing, that it was applied."""
     out = out or sys.stdout
+    if str(report.direction) == "redo":
+        if not report.steps:
+            out.write("nothing to redo\n")
+        else:
+            total = sum(s.duration_s for s in report.steps)
+            out.write(f"redid {report.steps[-1].filename} in {total:.2f}s\n")
+        return
     if not report.steps:
         if report.direction.value == "down":
             out.write("nothing rolled back\n")
@@ -201,13 +327,23 @@ def waiting(state: LockState, err: TextIO | None = None) -> None:
     err.flush()
 
 
+def _planned_steps(report: Any) -> list[tuple[str, MigrationStatus]]:
+    then = getattr(report, "then", None)
+    plans = [report.plan] + ([then] if then is not None else [])
+    return [(p.direction.value, s) for p in plans for s in p.steps]
+
+
 def plan_data(report: Any) -> dict[str, Any]:
+    """The JSON shape of a plan; ``direction`` is ``redo`` for ``redo --plan``, and each
+    step says its own direction."""
     return {
-        "direction": report.plan.direction.value,
+        "direction": "redo"
+        if getattr(report, "then", None) is not None
+        else report.plan.direction.value,
         "target": report.plan.target,
         "steps": [
-            {"id": s.id, "filename": s.migration.filename if s.migration else s.filename}
-            for s in report.plan.steps
+            {"id": s.id, "filename": _filename(s), "direction": direction}
+            for direction, s in _planned_steps(report)
         ],
         "lock": to_jsonable(report.lock),
         "lock_description": report.lock_description,
@@ -217,15 +353,22 @@ def plan_data(report: Any) -> dict[str, Any]:
 
 def plan(report: Any, out: TextIO | None = None) -> None:
     out = out or sys.stdout
-    verb = "apply" if report.plan.direction.value == "up" else "roll back"
     out.write(f"lock: {report.lock_description}\n")
+    if getattr(report, "then", None) is not None:  # redo
+        if not report.plan:
+            out.write("nothing to redo\n")
+            return
+        out.write("would roll back, then apply again:\n")
+        for direction, step in _planned_steps(report):
+            out.write(f"  {direction:<4}  {_filename(step)}\n")
+        return
+    verb = "apply" if report.plan.direction.value == "up" else "roll back"
     if not report.plan:
         out.write(f"nothing to {verb}\n")
         return
     out.write(f"would {verb}, in this order:\n")
     for step in report.plan.steps:
-        name = step.migration.filename if step.migration else step.filename
-        out.write(f"  {name}\n")
+        out.write(f"  {_filename(step)}\n")
 
 
 def history(entries: Sequence[LogEntry], out: TextIO | None = None) -> None:
