@@ -68,7 +68,10 @@ def source_checksum(source: str) -> str:
     """Return the checksum of a migration's source, e.g. ``v1:3f2a…``.
 
     A source that does not tokenize (a syntax error) falls back to a checksum of its
-    bytes, so a broken file still has a stable identity.
+    bytes, so a broken file still has a stable identity. (Python 3.11's tokenizer
+    accepts some sources the compiler refuses, such as tabs and spaces mixed
+    inconsistently, which 3.12's raises on: only such a file, which cannot run anyway,
+    checksums differently between the two.)
     """
     try:
         material = "\x00".join(_normalised_tokens(source))
