@@ -52,11 +52,49 @@ class AlleyGroup(TyperGroup):
             if word.startswith("-") and word != "-":
                 index += 2 if word in takes_value else 1
                 continue
-            # A bare word followed by more words is PATH; alone, it is a (mistyped) command.
-            if word not in self.commands and index + 1 < len(args):
+            # A bare word followed by more words is PATH; alone, it is a (mistyped) command,
+            # except while completing: then the word being completed is not in args.
+            if word not in self.commands and (index + 1 < len(args) or ctx.resilient_parsing):
                 args[index : index + 1] = ["--path", word]
             break
         return super().parse_args(ctx, args)
+
+    def _main_shell_completion(
+        self, ctx_args: Any, prog_name: str, complete_var: str | None = None
+    ) -> None:
+        """Answer the shell's completion request (``_ALLEY_COMPLETE`` set), then exit."""
+        instruction = os.environ.get(complete_var or COMPLETE_VAR)
+        if instruction:
+            sys.exit(_shell_complete(self, ctx_args, prog_name, instruction))
+
+
+COMPLETE_VAR = "_ALLEY_COMPLETE"
+SHELLS = ("bash", "zsh", "fish", "powershell")
+
+
+def _completer(shell: str, command: Any, ctx_args: Any, prog_name: str) -> Any:
+    """typer's completion class for ``shell`` (the one its scripts talk to)."""
+    from typer._click.shell_completion import get_completion_class
+    from typer._completion_classes import completion_init
+
+    completion_init()
+    found = get_completion_class(shell)
+    if found is None:
+        return None
+    return found(command, dict(ctx_args), prog_name, COMPLETE_VAR)
+
+
+def _shell_complete(command: Any, ctx_args: Any, prog_name: str, instruction: str) -> int:
+    """``_ALLEY_COMPLETE=bash_complete`` (click's order) or ``complete_bash`` (typer's,
+    what ``alley completion bash`` emits); ``source`` prints the script."""
+    first, _, second = instruction.partition("_")
+    shell, action = (first, second) if first in SHELLS else (second, first)
+    completer = _completer(shell, command, ctx_args, prog_name) if shell in SHELLS else None
+    if completer is None or action not in ("complete", "source"):
+        sys.stderr.write(f"alley: error: invalid {COMPLETE_VAR} {instruction!r}\n")
+        return int(ExitCode.USAGE)
+    typer.echo(completer.complete() if action == "complete" else completer.source())
+    return 0
 
 
 app = typer.Typer(
@@ -72,6 +110,24 @@ app = typer.Typer(
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+VERBOSE = "alley.verbose"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from alley import __version__
+
+        typer.echo(f"alley {__version__}")
+        raise typer.Exit()
+
+
+def _say_where(ctx: typer.Context) -> None:
+    """With ``--verbose``, where a command that touches the database looks (stderr)."""
+    if ctx.meta.get(VERBOSE):
+        from alley import render
+
+        sys.stderr.write(render.location_line(ctx.obj) + "\n")
+        sys.stderr.flush()
 
 
 @app.callback()
@@ -151,10 +207,20 @@ def connection_options(
     verbose: Annotated[
         bool, typer.Option("-v", "--verbose", help="Show tracebacks of errors.")
     ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print alley's version and exit.",
+        ),
+    ] = False,
 ) -> None:
     """Connection options come first, then PATH (optional), then the command."""
     from alley.settings import load_settings
 
+    ctx.meta[VERBOSE] = verbose or bool(os.environ.get("ALLEY_VERBOSE"))
     ctx.obj = load_settings(
         {
             "database": database,
@@ -197,15 +263,16 @@ def status(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Show applied migrations (with dates) and the ones pending execution."""
+    """Show applied migrations (with dates), pending ones, and where it looked."""
     from alley import api, render
 
+    _say_where(ctx)
     report = api.status(ctx.obj, check=check)
     render.notes(report.notes)
     if as_json:
-        render.print_json(render.status_data(report))
+        render.print_json(render.status_data(report, ctx.obj))
     else:
-        render.status_report(report)
+        render.status_report(report, header=render.location_line(ctx.obj))
     if check and report.pending:
         raise typer.Exit(ExitCode.PENDING)
 
@@ -241,8 +308,9 @@ def up(
     as_json: JsonOption = False,
 ) -> None:
     """Run pending migrations in order."""
-    from alley import api, render
+    from alley import api
 
+    _say_where(ctx)
     if plan:
         planned = api.plan_up(
             ctx.obj,
@@ -254,15 +322,17 @@ def up(
         )
         _show_plan(planned, as_json)
         return
-    report = api.up(
-        ctx.obj,
-        migration_id,
-        fake=fake,
-        allow_out_of_order=allow_out_of_order,
-        allow_drift=allow_drift,
-        retry=retry,
-        on_step=None if as_json else render.step,
-        on_wait=render.waiting,
+    report = _run(
+        lambda **callbacks: api.up(
+            ctx.obj,
+            migration_id,
+            fake=fake,
+            allow_out_of_order=allow_out_of_order,
+            allow_drift=allow_drift,
+            retry=retry,
+            **callbacks,
+        ),
+        as_json,
     )
     _show_run(report, as_json, migration_id)
 
@@ -271,29 +341,105 @@ def up(
 def down(
     ctx: typer.Context,
     migration_id: Annotated[
-        str,
-        typer.Argument(help="Roll back down to and including this id.", metavar="MIGRATION_ID"),
-    ],
+        str | None,
+        typer.Argument(
+            help="Roll back down to and including this id (the same as --to).",
+            metavar="MIGRATION_ID",
+        ),
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", metavar="ID", help="Roll back down to and including this id."),
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", metavar="N", help="Roll back the last N applied migrations."),
+    ] = None,
     fake: Annotated[bool, typer.Option("--fake", help="Remove records without executing.")] = False,
     plan: PlanOption = False,
     retry: RetryOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Roll back applied migrations, newest first."""
-    from alley import api, render
+    """Roll back the last applied migration only (or down to an id, or the last N).
 
+    Without MIGRATION_ID, --to or --steps, only the last applied migration is rolled
+    back. Newest first, in the order migrations apply.
+    """
+    from alley import api
+    from alley.errors import UsageError
+
+    if sum(given is not None for given in (migration_id, to, steps)) > 1:
+        raise UsageError(
+            "give one of MIGRATION_ID, --to ID or --steps N",
+            hint="MIGRATION_ID and --to ID mean the same",
+        )
+    target = migration_id if migration_id is not None else to
+    _say_where(ctx)
     if plan:
-        _show_plan(api.plan_down(ctx.obj, migration_id, retry=retry, fake=fake), as_json)
+        planned = api.plan_down(ctx.obj, target, steps=steps, retry=retry, fake=fake)
+        _show_plan(planned, as_json)
         return
-    report = api.down(
-        ctx.obj,
-        migration_id,
-        fake=fake,
-        retry=retry,
-        on_step=None if as_json else render.step,
-        on_wait=render.waiting,
+    report = _run(
+        lambda **callbacks: api.down(
+            ctx.obj, target, steps=steps, fake=fake, retry=retry, **callbacks
+        ),
+        as_json,
     )
     _show_run(report, as_json)
+
+
+@app.command(options_metavar="[OPTIONS]")
+def redo(
+    ctx: typer.Context,
+    fake: Annotated[
+        bool, typer.Option("--fake", help="Remove and re-add the record without executing.")
+    ] = False,
+    plan: PlanOption = False,
+    retry: RetryOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Roll back the last applied migration and apply it again.
+
+    Both steps run in one run, under one lock; --plan shows both.
+    """
+    from alley import api
+
+    _say_where(ctx)
+    if plan:
+        _show_plan(api.plan_redo(ctx.obj, retry=retry, fake=fake), as_json)
+        return
+    report = _run(
+        lambda **callbacks: api.redo(ctx.obj, fake=fake, retry=retry, **callbacks), as_json
+    )
+    _show_run(report, as_json)
+
+
+def _run(call: Any, as_json: bool) -> Any:
+    """Run ``up``/``down``/``redo`` with progress lines (none with ``--json``). If an
+    error stops it once a step started, the steps that ran are still shown: as JSON
+    with ``--json``, else their lines were printed as they ran. ``main`` then prints
+    the error and exits with its code."""
+    from alley import api, render
+
+    progress = None if as_json else render.Progress()
+    try:
+        return call(
+            on_step=progress.step if progress is not None else None,
+            on_start=progress.start if progress is not None else None,
+            on_wait=render.waiting,
+        )
+    except AlleyError as error:
+        failed = api.failed_run(error)
+        if failed is not None:
+            if progress is not None:
+                progress.stop()
+            render.notes(failed.notes)
+            if as_json:
+                render.print_json(render.run_data(failed, failed))
+        raise
+    finally:
+        if progress is not None:
+            progress.stop()
 
 
 def _show_run(report: Any, as_json: bool, target: str | None = None) -> None:
@@ -301,7 +447,7 @@ def _show_run(report: Any, as_json: bool, target: str | None = None) -> None:
 
     render.notes(report.notes)
     if as_json:
-        render.print_json(report)
+        render.print_json(render.run_data(report))
     else:
         render.run_summary(report, target=target)
 
@@ -333,6 +479,7 @@ def mark(
 
     if applied == pending:
         raise UsageError("give exactly one of --applied or --pending")
+    _say_where(ctx)
     report = api.mark(ctx.obj, migration_id, applied=applied, on_wait=render.waiting)
     typer.echo(f"marked {report.filename} {report.state.value}")
 
@@ -348,6 +495,7 @@ def unlock(
     from alley import api
     from alley.lease import describe_lock
 
+    _say_where(ctx)
     report = api.unlock(ctx.obj, force=force)
     if report.before is None:
         typer.echo("the lock was never taken")
@@ -368,6 +516,7 @@ def history(
     """Show the run log: every step of every run, oldest first."""
     from alley import api, render
 
+    _say_where(ctx)
     entries = api.history(ctx.obj, migration_id)
     if as_json:
         render.print_json(entries)
@@ -380,6 +529,7 @@ def verify(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Check history against the files (exit 6) and that pending files load (exit 3)."""
     from alley import api, render
 
+    _say_where(ctx)
     report = api.verify(ctx.obj)
     render.notes(report.status.notes)
     if as_json:
@@ -402,6 +552,27 @@ def list_plugins(ctx: typer.Context, as_json: JsonOption = False) -> None:
         render.print_json(infos)
     else:
         render.plugins(infos)
+
+
+@app.command("completion", options_metavar="[OPTIONS]")
+def completion(
+    ctx: typer.Context,
+    shell: Annotated[str, typer.Argument(help="bash, zsh, fish or powershell.", metavar="SHELL")],
+) -> None:
+    """Print the shell completion script for bash, zsh, fish or powershell.
+
+    E.g. eval "$(alley completion bash)" in ~/.bashrc.
+    """
+    from alley.errors import UsageError
+
+    completer = None
+    if shell in SHELLS:
+        completer = _completer(shell, ctx.find_root().command, {}, "alley")
+    if completer is None:
+        raise UsageError(
+            f"no completion for shell {shell!r}", hint=f"use one of {', '.join(SHELLS)}"
+        )
+    typer.echo(completer.source())
 
 
 def render_help() -> str:
