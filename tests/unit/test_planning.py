@@ -17,6 +17,7 @@ from alley.planning import (
     normalise_name,
     parse_target,
     plan_down,
+    plan_redo,
     plan_up,
     reconcile,
 )
@@ -470,3 +471,72 @@ def test_plan_down_runs_a_migration_recorded_twice_only_once() -> None:
     plan = plan_down(reconcile([first, second], history), 1)
     filenames = [s.migration.filename for s in plan.steps if s.migration is not None]
     assert filenames == ["0002_step.py", "0001_step.py"]
+
+
+# --- plan_down without a target, --steps, plan_redo ---------------------------------------
+
+
+def test_plan_down_without_a_target_rolls_back_the_last_applied_only() -> None:
+    plan = plan_down(statuses_for({1, 2, 3, 4}, applied={1, 2, 3}))
+    assert ids(plan) == [3]
+    assert plan.direction is Direction.DOWN
+    assert plan.target is None
+
+
+def test_plan_down_without_a_target_and_nothing_applied_is_empty() -> None:
+    assert not plan_down(statuses_for({1, 2}, applied=set()))
+
+
+@pytest.mark.parametrize(("steps", "expected"), [(1, [4]), (2, [4, 3]), (4, [4, 3, 2, 1])])
+def test_plan_down_steps_rolls_back_the_last_n(steps: int, expected: list[int]) -> None:
+    assert ids(plan_down(statuses_for({1, 2, 3, 4, 5}, applied={1, 2, 3, 4}), steps=steps)) == (
+        expected
+    )
+
+
+@pytest.mark.parametrize("steps", [0, -1])
+def test_plan_down_steps_below_one_is_a_usage_error(steps: int) -> None:
+    with pytest.raises(UsageError, match=f"invalid --steps {steps}"):
+        plan_down(statuses_for({1, 2}, applied={1, 2}), steps=steps)
+
+
+def test_plan_down_more_steps_than_applied_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="cannot roll back 3 migrations: only 2 are applied"):
+        plan_down(statuses_for({1, 2, 3}, applied={1, 2}), steps=3)
+
+
+def test_plan_down_target_and_steps_together_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="not both"):
+        plan_down(statuses_for({1, 2}, applied={1, 2}), 1, steps=1)
+
+
+def test_plan_down_steps_follow_the_order_migrations_apply_in() -> None:
+    # The ordering hook decided 3, 1, 2 (statuses come in that order): the last two
+    # applied are 2 then 1, whatever their ids.
+    m1, m2, m3 = migration(1), migration(2), migration(3)
+    statuses = reconcile([m3, m1, m2], [record_of(m) for m in (m1, m2, m3)])
+    assert ids(plan_down(statuses, steps=2)) == [2, 1]
+    assert ids(plan_down(statuses)) == [2]
+
+
+def test_plan_down_steps_refuses_a_deleted_file_among_them() -> None:
+    kept = migration(1)
+    statuses = reconcile([kept], [record_of(kept), record(2, "gone", "v1:x")])
+    with pytest.raises(IntegrityError, match=r"0002_gone\.py: the migration file is gone"):
+        plan_down(statuses)
+    assert ids(plan_down(reconcile([kept], [record_of(kept)]), steps=1)) == [1]
+
+
+def test_plan_redo_is_the_last_applied_down_then_up_again() -> None:
+    back, again = plan_redo(statuses_for({1, 2, 3}, applied={1, 2}))
+    assert (back.direction, ids(back)) == (Direction.DOWN, [2])
+    assert (again.direction, ids(again)) == (Direction.UP, [2])
+    assert again.steps[0].state is State.PENDING
+    assert again.steps[0].record is None
+    assert again.steps[0].migration is back.steps[0].migration
+
+
+def test_plan_redo_with_nothing_applied_is_empty() -> None:
+    back, again = plan_redo(statuses_for({1}, applied=set()))
+    assert not back
+    assert not again
