@@ -334,3 +334,51 @@ def test_server_with_credentials_rejects_a_wrong_password(mongodb_server: Server
             bad.close()
     finally:
         server.stop()
+
+
+def _alley_testing(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "alley.testing", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=600,
+    )
+
+
+def test_detach_prints_exports_once_the_server_answers_and_stop_stops_it(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "ALLEY_TESTING_STATE_FILE": str(tmp_path / "state.json")}
+    started = _alley_testing("--detach", "--database", "demo", env=env)
+    try:
+        assert started.returncode == 0, started.stderr
+        exports = dict(
+            line.removeprefix("export ").split("=", 1) for line in started.stdout.splitlines()
+        )
+        assert set(exports) == {"ALLEY_TEST_MONGODB_URI", "ALLEY_URL"}
+        uri = exports["ALLEY_URL"]
+        assert uri.startswith("mongodb://")
+        assert "/demo" in uri
+        client: MongoClient[dict[str, Any]] = MongoClient(uri, serverSelectionTimeoutMS=5000)
+        try:
+            # It answered before --detach returned: no waiting here.
+            assert client.get_default_database().name == "demo"
+            assert client.admin.command("ping")["ok"] == 1
+        finally:
+            client.close()
+        pid = json.loads((tmp_path / "state.json").read_text())["pid"]
+
+        again = _alley_testing("--detach", "--database", "other", env=env)
+        assert again.returncode == 0, again.stderr
+        assert f"already up (pid {pid})" in again.stderr
+        assert uri.replace("/demo", "/other") in again.stdout
+    finally:
+        stopped = _alley_testing("--stop", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert not _alive(pid)
+    assert not (tmp_path / "state.json").exists()
+    second_stop = _alley_testing("--stop", env=env)
+    assert second_stop.returncode == 1
+    assert second_stop.stderr == "alley.testing: no background server is running\n"
