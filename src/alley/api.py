@@ -280,6 +280,7 @@ def plan_down(
     nothing."""
     engine = project or Engine(settings)
     wanted = None if target is None else planning.parse_target(target)
+    planning.check_down_request(wanted, steps)
     with engine.attributed():
         snapshot = engine.snapshot()
         plan = planning.plan_down(snapshot.statuses, wanted, steps=steps)
@@ -381,6 +382,7 @@ def down(
     """
     engine = project or Engine(settings)
     wanted = None if target is None else planning.parse_target(target)
+    planning.check_down_request(wanted, steps)
     follow = _Steps(on_step, on_start)
     with (
         follow.reported("down", engine),

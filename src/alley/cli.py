@@ -373,6 +373,8 @@ def down(
             "give one of MIGRATION_ID, --to ID or --steps N",
             hint="MIGRATION_ID and --to ID mean the same",
         )
+    if steps is not None and steps < 1:
+        raise UsageError(f"invalid --steps {steps}", hint="give a number of migrations, 1 or more")
     target = migration_id if migration_id is not None else to
     _say_where(ctx)
     if plan:

@@ -201,8 +201,7 @@ def plan_down(
     Every step needs its file (to call ``down``); a deleted one stops the plan before
     anything runs or is removed.
     """
-    if target is not None and steps is not None:
-        raise UsageError("give either a migration id or --steps, not both")
+    check_down_request(target, steps)
     applied = [s for s in statuses if s.state is State.APPLIED]
     if target is not None:
         _require_known(statuses, target)
@@ -217,10 +216,6 @@ def plan_down(
         chosen = [s for s in reversed(statuses[first:]) if s.state is State.APPLIED]
     else:
         count = 1 if steps is None else steps
-        if count < 1:
-            raise UsageError(
-                f"invalid --steps {count}", hint="give a number of migrations, 1 or more"
-            )
         if steps is not None and count > len(applied):
             raise UsageError(
                 f"cannot roll back {count} migrations: only {len(applied)} are applied",
@@ -235,6 +230,14 @@ def plan_down(
             hint="restore it from version control; nothing was rolled back",
         )
     return Plan(Direction.DOWN, tuple(chosen), target)
+
+
+def check_down_request(target: int | None, steps: int | None) -> None:
+    """Refuse a ``down`` request that cannot mean anything, before anything is read."""
+    if target is not None and steps is not None:
+        raise UsageError("give either a migration id or --steps, not both")
+    if steps is not None and steps < 1:
+        raise UsageError(f"invalid --steps {steps}", hint="give a number of migrations, 1 or more")
 
 
 def plan_redo(statuses: Sequence[MigrationStatus]) -> tuple[Plan, Plan]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-import re
 import sys
 import threading
 import time
@@ -64,11 +63,9 @@ def location(settings: Settings) -> dict[str, str | None]:
     from alley_plugins.filesystem import migrations_folder
 
     folder = migrations_folder(settings)
-    # The URL's database and options are not the server: the database has its own key.
-    server = re.sub(r"^((?:[a-z][a-z0-9+.-]*://)?[^/?]*).*$", r"\1", settings.redacted_target())
     return {
         "folder": str(folder.resolve()) if folder is not None else None,
-        "server": server,
+        "server": settings.redacted_target(),
         "database": settings.database_name,
     }
 

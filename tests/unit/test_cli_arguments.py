@@ -291,7 +291,21 @@ def test_unknown_command_is_named_in_the_error(args: list[str], word: str, capsy
     assert word in one_line_error(capsys.readouterr().err)
 
 
-@pytest.mark.parametrize("args", [["status", "--bogus"], ["-p", "port", "status"], ["down"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status", "--bogus"],
+        ["-p", "port", "status"],
+        ["down", "--steps", "0"],
+        ["down", "--steps", "-2"],
+        ["down", "--steps", "x"],
+        ["down", "2", "--steps", "1"],
+        ["down", "2", "--to", "2"],
+        ["down", "--to", "1", "--steps", "1"],
+        ["completion", "tcsh"],
+        ["completion"],
+    ],
+)
 def test_bad_arguments_are_a_one_line_usage_error(args: list[str], capsys) -> None:
     assert main(args) == ExitCode.USAGE
     one_line_error(capsys.readouterr().err)
@@ -451,3 +465,124 @@ def test_help_imports_no_typer_and_prints_the_cached_text() -> None:
     assert done.stdout == HELP_FILE.read_text(encoding="utf-8")
     imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
     assert not {"typer", "click", "pymongo", "mongoengine"} & imported
+
+
+# --- down's forms, --version, completion, where status looks ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "positional", "steps"),
+    [
+        (["down"], (None,), None),
+        (["down", "3"], ("3",), None),
+        (["down", "--to", "3"], ("3",), None),
+        (["down", "--steps", "2"], (None,), 2),
+        (["app", "down", "--steps", "1", "--fake"], (None,), 1),
+    ],
+)
+def test_down_forms_reach_the_api(
+    api_calls: Calls, args: list[str], positional: tuple[Any, ...], steps: int | None
+) -> None:
+    assert main(args) == ExitCode.OK
+    called, _, called_args, kwargs = api_calls.only
+    assert called == "down"
+    assert called_args == positional
+    assert kwargs["steps"] == steps
+
+
+def test_down_conflicting_options_never_reach_the_api(api_calls: Calls, capsys) -> None:
+    assert main(["down", "2", "--steps", "1"]) == ExitCode.USAGE
+    assert "give one of MIGRATION_ID, --to ID or --steps N" in one_line_error(
+        capsys.readouterr().err
+    )
+    assert api_calls.calls == []
+
+
+def test_down_help_says_it_rolls_back_the_last_one_only(capsys) -> None:
+    assert main(["down", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "only the last applied migration is rolled back" in out
+    assert "--steps N" in out
+    assert "--to ID" in out
+
+
+def test_version(capsys) -> None:
+    from alley import __version__
+
+    assert main(["--version"]) == ExitCode.OK
+    assert capsys.readouterr().out == f"alley {__version__}\n"
+
+
+def test_version_imports_no_typer() -> None:
+    from alley import __version__
+
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "alley", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout) == (0, f"alley {__version__}\n")
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+    assert not {"typer", "click", "pymongo", "mongoengine"} & imported
+
+
+@pytest.mark.parametrize(
+    ("shell", "expected"),
+    [
+        ("bash", "complete -o default -F _alley_completion alley"),
+        ("zsh", "#compdef alley"),
+        ("fish", "complete --command alley"),
+        ("powershell", "Register-ArgumentCompleter -Native -CommandName alley"),
+    ],
+)
+def test_completion_prints_the_script_of_that_shell(shell: str, expected: str, capsys) -> None:
+    assert main(["completion", shell]) == ExitCode.OK
+    script = capsys.readouterr().out
+    assert expected in script
+    assert "_ALLEY_COMPLETE" in script
+    assert f"complete_{shell}" in script
+    others = {"bash": "COMPREPLY", "zsh": "compdef", "fish": "--command alley"}
+    assert all(marker not in script for name, marker in others.items() if name != shell)
+
+
+URL_WITH_PASSWORD = "mongodb://bob:hunter2@db.example:27018/shop?authSource=admin"
+
+
+def test_status_header_names_folder_server_and_database(
+    api_calls: Calls, clean_environment: Path, capsys
+) -> None:
+    assert main(["--url", URL_WITH_PASSWORD, "app", "status"]) == ExitCode.OK
+    captured = capsys.readouterr()
+    folder = (clean_environment / "app" / "migrations").resolve()
+    server = api_calls.only[1].redacted_target()
+    assert "db.example:27018" in server
+    assert captured.out.splitlines()[0] == (
+        f"migrations: {folder} · server: {server} · database: shop"
+    )
+    assert "hunter2" not in captured.out + captured.err
+    assert captured.err == ""  # only with --verbose
+
+
+def test_status_json_says_where_it_looked(
+    api_calls: Calls, clean_environment: Path, capsys
+) -> None:
+    import json
+
+    assert main(["-h", "h", "-p", "1", "-db", "shop", "app", "status", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["folder"] == str((clean_environment / "app" / "migrations").resolve())
+    assert (data["server"], data["database"]) == ("h:1", "shop")
+
+
+@pytest.mark.parametrize("command", [["status"], ["up"], ["down", "1"], ["status", "--json"]])
+def test_verbose_prints_where_on_stderr(api_calls: Calls, command: list[str], capsys) -> None:
+    assert main(["-v", "--url", URL_WITH_PASSWORD, "app", *command]) == ExitCode.OK
+    captured = capsys.readouterr()
+    (line,) = captured.err.splitlines()
+    server = api_calls.only[1].redacted_target()
+    assert line.startswith("migrations: ")
+    assert line.endswith(f" · server: {server} · database: shop")
+    assert "db.example:27018" in line
+    assert "hunter2" not in captured.out + captured.err
