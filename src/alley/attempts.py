@@ -23,10 +23,21 @@ transitions between them, all of them, with who makes each::
                                                  the record carries the run's id: the
                                                  next run logs it and closes it
     INTERRUPTED, FAILED_AFTER_WRITING ──mark──▶ DECIDED   closed, ``marked-*`` logged
+    INTERRUPTED, FAILED ──a record appeared──▶ DECIDED
+                                                 an ``up`` step of a dead run that
+                                                 another tool (alley 0.0.3) since
+                                                 recorded as applied: it counts as
+                                                 applied; the next run logs
+                                                 ``marked-applied`` with a note, closes it
     FAILED (or --retry) ──next up──▶ CLAIMED     closed and claimed again
 
 A run that lost its lease writes nothing (:mod:`alley.lease`): a step it finished
 afterwards stays RUNNING in the store and is found INTERRUPTED, so a person decides.
+
+When a step started: its open attempt says when it was claimed, or (written when the
+step started a second or more after that) when it started. An ``up`` step starts right
+after its run recorded the one before, so the date of that record is its start too
+(:func:`started_at`): a run writes nothing more per step to keep that time.
 
 Everything here is pure: open attempts, statuses and the lock in, states out.
 """
@@ -36,6 +47,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from alley.model import (
     Attempt,
@@ -74,6 +86,39 @@ def finished_by_its_run(attempt: LogEntry, status: MigrationStatus | None) -> bo
     return status is None or status.record is None
 
 
+def recorded_by_another(attempt: LogEntry, status: MigrationStatus | None) -> bool:
+    """Whether an ``up`` step's attempt that its run did not finish has a record all the
+    same, written since by another tool (alley 0.0.3, which takes no lock and reads no
+    attempts; its records carry no ``run_id``). The record says it is applied: the
+    attempt has nothing left to decide. (A record of another alley run does not settle
+    it: alley never records a step another run holds open, so a person looks.)"""
+    return (
+        attempt.direction is Direction.UP
+        and status is not None
+        and status.record is not None
+        and status.record.extra.get("run_id") is None
+    )
+
+
+def started_at(
+    attempt: LogEntry, statuses: Sequence[MigrationStatus], now: datetime | None = None
+) -> datetime:
+    """When a ``started`` attempt's step started: its ``at``, or for ``up`` the date of
+    the newest record its run wrote if later (the step before it ended there, and this
+    one started then), but never after ``now``."""
+    if attempt.event is not Event.STARTED or attempt.direction is not Direction.UP:
+        return attempt.at
+    dates = [
+        s.record.date
+        for s in statuses
+        if s.record is not None
+        and s.record.date is not None
+        and s.record.extra.get("run_id") == attempt.holder.run_id
+    ]
+    start = max([attempt.at, *dates])
+    return min(start, now) if now is not None and now > attempt.at else start
+
+
 def wrote_something(entry: LogEntry) -> bool:
     """Whether a failed step may have changed data: it sent writes, or nobody knows."""
     return entry.writes is None or entry.writes > 0
@@ -87,8 +132,10 @@ class RunAttempts:
     at a time in plan order and stops at the first that fails. So of its attempts still
     open, those its records show completed are *finished*; the first one that is not is
     the step it was on (*current*: still running if the run holds the lock, else
-    interrupted, unless it was settled as failed or interrupted); the ones after it
-    never started (*unstarted*) and can be dropped without asking anybody.
+    interrupted, unless it was settled as failed or interrupted; its ``at`` is when
+    the step started, :func:`started_at`); the ones after it never started
+    (*unstarted*) and can be dropped without asking anybody. A dead run's current
+    ``up`` step that another tool recorded since is *recorded* instead.
     """
 
     run_id: str
@@ -96,6 +143,7 @@ class RunAttempts:
     finished: tuple[LogEntry, ...]
     current: LogEntry | None
     unstarted: tuple[LogEntry, ...]
+    recorded: LogEntry | None = None
 
 
 def runs_of(
@@ -127,9 +175,15 @@ def runs_of(
                 finished.append(attempt)
             else:
                 current = attempt
-        runs.append(
-            RunAttempts(run_id, run_id == live_run, tuple(finished), current, tuple(unstarted))
-        )
+        live = run_id == live_run
+        recorded: LogEntry | None = None
+        if current is not None:
+            if not live and recorded_by_another(current, status_of.get(current.filename)):
+                recorded, current = current, None
+            else:
+                now = lock.server_now if lock is not None else None
+                current = dataclasses.replace(current, at=started_at(current, statuses, now))
+        runs.append(RunAttempts(run_id, live, tuple(finished), current, tuple(unstarted), recorded))
     return runs
 
 
@@ -140,14 +194,17 @@ class DeadAttempts:
     :ivar finished: their step completed (its record says so): log them, close them.
     :ivar interrupted: the step each dead run was on: its effect is unknown.
     :ivar unstarted: claims the dead run never started: drop them.
+    :ivar recorded: the step a dead run was on (or that failed, or was interrupted)
+        that another tool recorded as applied since: log it settled, close it.
     """
 
     finished: tuple[LogEntry, ...] = ()
     interrupted: tuple[LogEntry, ...] = ()
     unstarted: tuple[LogEntry, ...] = ()
+    recorded: tuple[LogEntry, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.finished or self.interrupted or self.unstarted)
+        return bool(self.finished or self.interrupted or self.unstarted or self.recorded)
 
 
 def dead_attempts(
@@ -157,14 +214,35 @@ def dead_attempts(
     finished: list[LogEntry] = []
     interrupted: list[LogEntry] = []
     unstarted: list[LogEntry] = []
+    recorded: list[LogEntry] = []
     for run in runs_of(statuses, open_attempts, lock):
         if run.live:
             continue
         finished += run.finished
         if run.current is not None and run.current.event is Event.STARTED:
             interrupted.append(run.current)
+        if run.recorded is not None:
+            recorded.append(run.recorded)
         unstarted += [a for a in run.unstarted if a.event is Event.STARTED]
-    return DeadAttempts(tuple(finished), tuple(interrupted), tuple(unstarted))
+    return DeadAttempts(tuple(finished), tuple(interrupted), tuple(unstarted), tuple(recorded))
+
+
+def recorded_elsewhere(
+    statuses: Sequence[MigrationStatus], open_attempts: Sequence[LogEntry], lock: LockState | None
+) -> tuple[LogEntry, ...]:
+    """Open attempts that a record written since by another tool settles as applied."""
+    return tuple(run.recorded for run in runs_of(statuses, open_attempts, lock) if run.recorded)
+
+
+def settled_note(attempt: LogEntry, *, closed: bool) -> str:
+    """What ``status``, plans and runs say about an attempt :func:`recorded_by_another`
+    settles."""
+    what = "failed" if attempt.event is Event.FAILED else "interrupted"
+    then = "closed" if closed else "it counts as applied; the next up, down or mark closes it"
+    return (
+        f"{attempt.filename}: its {what} step was since recorded as applied "
+        f"(by alley 0.0.3 or another tool); {then}"
+    )
 
 
 def annotate(

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from alley.hookcalls import Hooks, as_connection_error
 from alley.lease import Clock, Lease, StepUnrecorded, acquire, make_holder
 from alley.model import (
     Direction,
+    Drift,
     Event,
     HistoryRecord,
     Holder,
@@ -50,7 +51,7 @@ from alley.model import (
 )
 from alley.plugins import build_plugin_manager
 from alley.settings import Settings
-from alley.store import HistoryStore, RecordExists
+from alley.store import HistoryStore, RecordExists, ReplacesRecords
 
 StepCallback = Callable[[StepResult], None]
 # Called as a step starts, with its ``started`` log entry (filename, direction, fake).
@@ -60,6 +61,10 @@ WriteWatch = Callable[[Any], AbstractContextManager[write_watch.Writes]]
 
 # How far the run log may lag behind the steps of a running run.
 LOG_EVERY_S = 1.0
+# A step that starts this long after the last time its open attempt (or, for ``up``,
+# its run's last record) tells gets its start written to its open attempt first, so an
+# interrupted step says when it started; faster steps cost no write.
+MARK_START_AFTER_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -161,11 +166,24 @@ class Engine:
 
     def snapshot(self, lock: LockState | None = None) -> Snapshot:
         """Read records, open attempts and the lock (unless this run holds it: ``lock``),
-        once each."""
+        once each. Reading the lock, it notes the attempts a record written since by
+        another tool settles (a run holding the lock closes them, and says so)."""
         migrations = self.migrations
         store = self.store
         state = store.lock_state() if lock is None else lock
-        return Snapshot(migrations, tuple(store.read_records()), tuple(store.read_open()), state)
+        snapshot = Snapshot(
+            migrations, tuple(store.read_records()), tuple(store.read_open()), state
+        )
+        if lock is None:
+            settled = attempts.recorded_elsewhere(
+                snapshot.statuses, snapshot.open_attempts, snapshot.lock
+            )
+            self.note(*(attempts.settled_note(a, closed=False) for a in settled))
+        return snapshot
+
+    def note(self, *notes: str) -> None:
+        """Add notes to the command's report, each once."""
+        self.notes.extend(n for n in dict.fromkeys(notes) if n not in self.notes)
 
     # -- the pre-flight -----------------------------------------------------------
 
@@ -259,6 +277,7 @@ class Run:
     snapshot: Snapshot | None = None
     _seq: int = 0
     _started: float = field(default_factory=time.monotonic)
+    _told: datetime = field(default_factory=lambda: datetime.min.replace(tzinfo=UTC))
 
     @property
     def store(self) -> HistoryStore:
@@ -312,10 +331,12 @@ class Run:
     def settle_dead_runs(self) -> Snapshot:
         """Read the snapshot under the lock and close what dead runs left open:
         finished steps logged as such, the step each was on logged interrupted (it
-        stays open for a person), the claims they never started dropped."""
+        stays open for a person), the claims they never started dropped, and steps
+        another tool recorded since settled as applied."""
         snapshot = self.engine.snapshot(lock=self.lease.state)
         dead = attempts.dead_attempts(snapshot.statuses, snapshot.open_attempts, snapshot.lock)
         if dead:
+            settled = self._settle_recorded(dead.recorded)
             completed = [
                 self.outcome(
                     a,
@@ -335,13 +356,46 @@ class Run:
             ]
             self._fenced(
                 self.store.log,
-                [*completed, *stopped],
-                close=[a.filename for a in (*dead.finished, *dead.unstarted)],
+                [*completed, *stopped, *settled],
+                close=[a.filename for a in (*dead.finished, *dead.unstarted, *dead.recorded)],
                 keep_open=stopped,
             )
+            self.engine.note(*(attempts.settled_note(a, closed=True) for a in dead.recorded))
             snapshot = self.engine.snapshot(lock=self.lease.state)
         self.snapshot = snapshot
         return snapshot
+
+    def _settle_recorded(self, recorded: Sequence[LogEntry]) -> list[LogEntry]:
+        """Entries for dead runs' steps that another tool (alley 0.0.3) recorded since:
+        the interruption, if not logged yet, then the settlement, as a decision."""
+        entries: list[LogEntry] = []
+        for attempt in recorded:
+            if attempt.event is Event.STARTED:
+                entries.append(
+                    self.outcome(
+                        attempt,
+                        Event.INTERRUPTED,
+                        error=f"found unfinished by run {self.holder.run_id}: its process "
+                        f"({attempt.holder.describe()}) died or lost the lock",
+                    )
+                )
+            entries.append(
+                LogEntry(
+                    step=f"mark:{attempt.filename}:{self.holder.run_id}",
+                    event=Event.MARKED_APPLIED,
+                    migration_id=attempt.migration_id,
+                    filename=attempt.filename,
+                    direction=Direction.UP,
+                    at=self.now(),
+                    holder=self.holder,
+                    checksum=attempt.checksum,
+                    error=attempts.settled_note(attempt, closed=True).partition(": ")[2],
+                    resolves=(attempt.step,),
+                    generation=self.generation,
+                    seq=self._next_seq(),
+                )
+            )
+        return entries
 
     # -- applying a plan ------------------------------------------------------------
 
@@ -377,13 +431,16 @@ class Run:
         batch = _Batch(self)
         results: list[StepResult] = []
         current: str | None = None  # its claim stays open if the run stops here
+        # What a reader would take for the next step's start: see attempts.started_at.
+        self._told = claims[0].at
         try:
             for step, claim in zip(plan.steps, claims, strict=True):
                 self.lease.fence()
+                started = self._start(claim)
                 if on_start is not None:
-                    on_start(claim)
+                    on_start(started)
                 current = claim.filename
-                results.append(self._step(step, claim, checked, fake, batch))
+                results.append(self._step(step, started, checked, fake, batch))
                 current = None
                 if on_step is not None:
                     on_step(results[-1])
@@ -398,12 +455,24 @@ class Run:
                     self.engine.notes.append(f"could not log this run's last steps: {error}")
         return tuple(results)
 
+    def _start(self, claim: LogEntry) -> LogEntry:
+        """The step's ``started`` entry, at its start. Its open attempt says when it was
+        claimed, and for ``up`` the run's last record when the step before it ended
+        (:func:`alley.attempts.started_at`); a step that starts a second or more after
+        what those tell has its start written first, so an interrupted step says when
+        it started, to within a second. A run of quick steps writes nothing more than
+        its records."""
+        started = dataclasses.replace(claim, at=self.now())
+        told = max(claim.at, self._told) if claim.direction is Direction.UP else claim.at
+        if started.at - told >= timedelta(seconds=MARK_START_AFTER_S):
+            self._fenced(self.store.log, [], keep_open=[started])
+        return started
+
     def _step(
-        self, step: MigrationStatus, claim: LogEntry, checked: Checked, fake: bool, batch: _Batch
+        self, step: MigrationStatus, started: LogEntry, checked: Checked, fake: bool, batch: _Batch
     ) -> StepResult:
         migration = _file(step)
-        direction = claim.direction
-        started = dataclasses.replace(claim, at=self.now())
+        direction = started.direction
         clock = time.perf_counter()
         with self.engine.watch_writes(self.engine.db) as writes:
             try:
@@ -476,6 +545,8 @@ class Run:
         record = applied_record(
             migration, duration_s=duration, fake=fake, holder=self.holder, date=self.now()
         )
+        assert record.date is not None
+        self._told = record.date
         try:
             self._fenced(self.store.add_record, record)
         except RecordExists as error:
@@ -501,20 +572,12 @@ class Run:
                 f"cannot mark {current.filename} applied: its file is gone",
                 hint=f"mark it pending with 'alley mark {wanted} --pending'",
             )
-        for status in statuses:
-            if status.record is not None:
-                self._fenced(self.store.remove_record, status.record)
         if applied:
-            assert current.migration is not None
-            record = applied_record(
-                current.migration,
-                duration_s=0.0,
-                fake=True,
-                holder=self.holder,
-                date=self.now(),
-                marked=True,
-            )
-            self._fenced(self.store.add_record, record)
+            self._mark_applied(statuses, current)
+        else:
+            for status in statuses:
+                if status.record is not None:
+                    self._fenced(self.store.remove_record, status.record)
         filenames = {s.filename for s in statuses} | {
             s.migration.filename for s in statuses if s.migration is not None
         }
@@ -535,6 +598,35 @@ class Run:
         )
         self._fenced(self.store.log, [decision], close=sorted(filenames))
         return filename, unresolved
+
+    def _mark_applied(self, statuses: Sequence[MigrationStatus], current: MigrationStatus) -> None:
+        """Record ``current``'s file as applied. A record that matches it (a 0.0.3 record
+        has no checksum: nothing to differ) stays exactly as it is; one whose file was
+        edited or renamed since is replaced, keeping its date, so the order of the
+        records' dates (0.0.3's ``down`` starts from the newest) does not change."""
+        assert current.migration is not None
+        record = applied_record(
+            current.migration,
+            duration_s=0.0,
+            fake=True,
+            holder=self.holder,
+            date=self.now(),
+            marked=True,
+        )
+        for status in statuses:
+            old = status.record
+            if old is None:
+                continue
+            if status is not current:
+                self._fenced(self.store.remove_record, old)
+            elif status.drift in (Drift.CHANGED, Drift.RENAMED):
+                if isinstance(self.store, ReplacesRecords):
+                    self._fenced(self.store.replace_record, old, record)
+                else:  # a store without it: the new record is dated now
+                    self._fenced(self.store.remove_record, old)
+                    self._fenced(self.store.add_record, record)
+        if current.record is None:
+            self._fenced(self.store.add_record, record)
 
     def release(self) -> None:
         """Release the lock, unless it was lost (then it is not this run's to release)."""

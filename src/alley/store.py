@@ -79,12 +79,36 @@ class Records(Protocol):
         two concurrent adds of one filename, exactly one succeeds. (A record another
         tool wrote, such as 0.0.3's, need not be checked: alley never adds a record for
         a migration it reads as applied, and such tools do not race through here.)
+
+        Dates only move forward: the record is stored with ``record.date``, or with the
+        newest date among the records already there plus one millisecond if that is
+        later (a store with a clock behind another tool's, such as alley 0.0.3's
+        client-side ``utcnow()``; 0.0.3's ``down`` takes the newest-dated record as the
+        last applied). "The records already there" may be those this handle read with
+        :meth:`read_records` or added since (a run adds records under the lock, after
+        reading them); a handle that read none looks.
         """
         ...
 
     def remove_record(self, record: HistoryRecord) -> None:
         """Forget a migration (its ``down`` ran, or it was marked pending): remove every
         record with ``record.filename``. Removing what is not there is not an error."""
+        ...
+
+
+@runtime_checkable
+class ReplacesRecords(Protocol):
+    """Optional, beside :class:`Records`: accept an applied migration's edit or rename
+    without changing the order of the records' dates.
+
+    ``alley mark ID --applied`` on drift uses it when the store has it; otherwise it
+    removes the old record and adds the new one, which dates it now.
+    """
+
+    def replace_record(self, old: HistoryRecord, new: HistoryRecord) -> None:
+        """Put ``new`` in the place of every record with ``old.filename``, with
+        ``old.date`` as its date (``new.date`` is ignored). A crash part-way may leave
+        both, never neither."""
         ...
 
 
@@ -175,4 +199,12 @@ class HistoryStore(Records, Lock, RunLog, Protocol):
     """What ``alley_history_store`` returns: the three protocols on one backend."""
 
 
-__all__ = ["ClaimConflict", "HistoryStore", "Lock", "RecordExists", "Records", "RunLog"]
+__all__ = [
+    "ClaimConflict",
+    "HistoryStore",
+    "Lock",
+    "RecordExists",
+    "Records",
+    "ReplacesRecords",
+    "RunLog",
+]

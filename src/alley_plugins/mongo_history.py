@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from alley.hookspecs import hookimpl
@@ -56,6 +56,8 @@ PRUNE_EVERY = 10
 # 101 and more round trips, so a read is one round trip however long history is.
 ONE_BATCH = 100_000
 _ORIGINAL_FIELDS = ("_id", "id", "filename", "date", "checksum")
+# BSON dates keep milliseconds: a record dated after another is at least this later.
+ONE_MS = timedelta(milliseconds=1)
 
 
 class MongoHistoryStore:
@@ -72,16 +74,24 @@ class MongoHistoryStore:
         self.locks: Collection[Any] = db[f"{name}_lock"]
         self.log_collection: Collection[Any] = db[f"{name}_log"]
         self.open: Collection[Any] = db[f"{name}_open"]
+        # The newest record date this handle knows of (read_records, its own adds);
+        # looked up once if it read none. See _record_date.
+        self._newest_date: datetime | None = None
+        self._newest_known = False
 
     # -- applied migrations (0.0.3's records) ------------------------------
 
     def read_records(self) -> list[HistoryRecord]:
         records: dict[str, HistoryRecord] = {}
         ids: dict[str, list[Any]] = {}
+        newest: datetime | None = None
         for document in self.collection.find({}, batch_size=ONE_BATCH):
             record = _record(document)
             records.setdefault(record.filename, record)
             ids.setdefault(record.filename, []).append(document.get("_id"))
+            if record.date is not None and (newest is None or record.date > newest):
+                newest = record.date
+        self._newest_date, self._newest_known = newest, True
         return [
             dataclasses.replace(record, extra={**record.extra, "_ids": ids[filename]})
             for filename, record in records.items()
@@ -93,21 +103,55 @@ class MongoHistoryStore:
         # _id = filename: the one race-safe write on every server makes a second record
         # of one migration impossible, whoever writes it (0.0.3 wrote ObjectIds; both
         # read the same).
-        extra = {k: v for k, v in record.extra.items() if k != "_ids"}
-        document = {
-            "_id": record.filename,
-            "id": record.id,
-            "filename": record.filename,
-            "date": record.date,
-            "checksum": record.checksum,
-            **extra,
-        }
+        document = _record_document(record, self._record_date(record.date))
         try:
             self.collection.insert_one(document)
         except PyMongoError as error:
             if _is_duplicate_key(error):
                 raise RecordExists(record.filename) from None
             raise
+        self._saw_date(document["date"])
+
+    def replace_record(self, old: HistoryRecord, new: HistoryRecord) -> None:
+        # The new record first, under the key alley writes (a crash leaves both, never
+        # neither), then the old ones; old.date kept, so the order of the records'
+        # dates, which 0.0.3's down reads, does not change.
+        date = old.date if old.date is not None else self._record_date(new.date)
+        document = _record_document(new, _to_ms(date) if date is not None else None)
+        self.collection.replace_one({"_id": new.filename}, document, upsert=True)
+        ids = old.extra.get("_ids")
+        if ids is None:
+            self.collection.delete_many({"filename": old.filename, "_id": {"$ne": new.filename}})
+        elif others := [i for i in ids if i != new.filename]:
+            self.collection.delete_many({"_id": {"$in": others}})
+
+    def _record_date(self, date: datetime | None) -> datetime | None:
+        """``date`` to the millisecond, or a millisecond after the newest record date if
+        that is later: alley 0.0.3 dated records with its client's clock, which may be
+        ahead of the server's, and its ``down`` rolls back from the newest-dated record.
+        Under the lock no other alley adds records, so the newest date this handle read
+        (the run read the records after taking the lock) or wrote is the newest there."""
+        if date is None:
+            return None
+        if not self._newest_known:
+            newest = next(
+                iter(
+                    self.collection.find({"date": {"$type": "date"}}, {"date": 1})
+                    .sort("date", -1)
+                    .limit(1)
+                ),
+                None,
+            )
+            self._newest_date = None if newest is None else _aware(newest["date"])
+            self._newest_known = True
+        date = _to_ms(date)
+        if self._newest_date is not None and date < self._newest_date + ONE_MS:
+            return self._newest_date + ONE_MS
+        return date
+
+    def _saw_date(self, date: datetime | None) -> None:
+        if date is not None and (self._newest_date is None or date > self._newest_date):
+            self._newest_date = date
 
     def remove_record(self, record: HistoryRecord) -> None:
         # 0.0.3 removed every record with the filename (a migration recorded twice by
@@ -407,6 +451,24 @@ def _log_entry(document: dict[str, Any]) -> LogEntry:
         seq=int(document.get("seq", 0)),
         writes=None if document.get("writes") is None else int(document["writes"]),
     )
+
+
+def _to_ms(value: datetime) -> datetime:
+    """Aware UTC, to the millisecond, as BSON keeps it."""
+    value = _aware(value).astimezone(UTC)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def _record_document(record: HistoryRecord, date: datetime | None) -> dict[str, Any]:
+    extra = {k: v for k, v in record.extra.items() if k != "_ids"}
+    return {
+        "_id": record.filename,
+        "id": record.id,
+        "filename": record.filename,
+        "date": date,
+        "checksum": record.checksum,
+        **extra,
+    }
 
 
 def _record(document: dict[str, Any]) -> HistoryRecord:

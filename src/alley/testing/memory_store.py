@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 from alley.model import HistoryRecord, Holder, LockState, LogEntry
 from alley.store import ClaimConflict, RecordExists
 
+ONE_MS = timedelta(milliseconds=1)
+
 
 class ManualClock:
     """The store's clock: starts at a fixed time and moves only when told."""
@@ -71,7 +73,17 @@ class MemoryStore:
         with self._mutex:
             if any(r.filename == record.filename for r in self.records):
                 raise RecordExists(record.filename)
+            dates = [r.date for r in self.records if r.date is not None]
+            if record.date is not None and dates and record.date < max(dates) + ONE_MS:
+                # Dates only move forward (alley.store.Records.add_record).
+                record = dataclasses.replace(record, date=max(dates) + ONE_MS)
             self.records.append(record)
+
+    def replace_record(self, old: HistoryRecord, new: HistoryRecord) -> None:
+        with self._mutex:
+            kept = [r for r in self.records if r.filename not in (old.filename, new.filename)]
+            date = old.date if old.date is not None else new.date
+            self.records = [*kept, dataclasses.replace(new, date=date)]
 
     def remove_record(self, record: HistoryRecord) -> None:
         with self._mutex:

@@ -1,7 +1,7 @@
 """The contract suite that proves a history store: subclass one class, give it one fixture.
 
 Every promise of :mod:`alley.store` (the protocols ``Records``, ``Lock`` and ``RunLog``,
-11 methods) is a test here, run against your store::
+11 methods, and the optional ``ReplacesRecords``) is a test here, run against your store::
 
     import functools
 
@@ -58,7 +58,15 @@ from typing import Any, ClassVar, TypeVar
 import pytest
 
 from alley.model import Direction, Event, HistoryRecord, Holder, LockState, LogEntry
-from alley.store import ClaimConflict, HistoryStore, Lock, RecordExists, Records, RunLog
+from alley.store import (
+    ClaimConflict,
+    HistoryStore,
+    Lock,
+    RecordExists,
+    Records,
+    ReplacesRecords,
+    RunLog,
+)
 
 StoreFactory = Callable[[], HistoryStore]
 AdvanceClock = Callable[[float], None]
@@ -387,7 +395,7 @@ class StoreContract:
         assert_same_record(read, written)
 
     def test_records_of_many_migrations_read_back_together(self, store: HistoryStore) -> None:
-        written = [record(f"{n:04}_step.py") for n in (3, 1, 2)]
+        written = [record(f"{n:04}_step.py", date=AT + timedelta(seconds=n)) for n in (1, 2, 3)]
         for each in written:
             store.add_record(each)
 
@@ -451,6 +459,84 @@ class StoreContract:
         assert read.filename == SHARED
         assert read.extra.get("run_id") == winners[0]
 
+    # -- dates only move forward (alley 0.0.3's down takes the newest-dated as the last) ---
+
+    def test_a_record_dated_after_the_others_keeps_its_date(self, store: HistoryStore) -> None:
+        store.add_record(record("0001_a.py", date=AT))
+        later = record("0002_b.py", date=AT + timedelta(seconds=1))
+
+        store.add_record(later)
+
+        read = {r.filename: r for r in store.read_records()}
+        assert_same_record(read["0002_b.py"], later)
+
+    def test_a_record_dated_before_the_newest_is_dated_a_millisecond_after_it(
+        self, store: HistoryStore
+    ) -> None:
+        # The store's clock behind the one that dated the newest record (0.0.3's client).
+        ahead = AT + timedelta(seconds=120)
+        store.add_record(record("0001_a.py", date=ahead))
+
+        store.add_record(record("0002_b.py", date=AT))
+
+        read = {r.filename: r for r in store.read_records()}
+        first, second = read["0001_a.py"].date, read["0002_b.py"].date
+        assert first is not None
+        assert second is not None
+        assert_close(second, ahead + timedelta(milliseconds=1), "the later record's date")
+        assert second > first, f"{second} is not after {first}"
+
+    def test_a_record_dated_the_same_millisecond_as_the_newest_is_dated_after_it(
+        self, store: HistoryStore
+    ) -> None:
+        store.add_record(record("0001_a.py", date=AT))
+
+        store.add_record(record("0002_b.py", date=AT))
+        store.add_record(record("0003_c.py", date=AT))
+
+        dates = {r.filename: r.date for r in store.read_records()}
+        assert dates["0001_a.py"] is not None
+        assert dates["0002_b.py"] is not None
+        assert dates["0003_c.py"] is not None
+        assert dates["0001_a.py"] < dates["0002_b.py"] < dates["0003_c.py"], dates
+        assert_close(dates["0003_c.py"], AT + timedelta(milliseconds=2), "0003_c.py date")
+
+    def test_a_new_handle_dates_a_record_after_the_newest_another_wrote(
+        self, store_factory: StoreFactory
+    ) -> None:
+        ahead = AT + timedelta(seconds=120)
+        store_factory().add_record(record("0001_a.py", date=ahead))
+        reader = store_factory()
+        reader.read_records()  # read first, as a run does under the lock
+        fresh = store_factory()  # or not at all
+
+        reader.add_record(record("0002_b.py", date=AT))
+        fresh.add_record(record("0003_c.py", date=AT))
+
+        dates = {r.filename: r.date for r in store_factory().read_records()}
+        for filename in ("0002_b.py", "0003_c.py"):
+            date = dates[filename]
+            assert date is not None, filename
+            assert date > ahead, f"{filename}: {date} is not after {ahead}"
+
+    def test_replace_record_keeps_the_old_records_date(self, store: HistoryStore) -> None:
+        if not isinstance(store, ReplacesRecords):
+            pytest.skip(f"{type(store).__name__} has no replace_record (it is optional)")
+        old = record("0001_a.py", date=AT)
+        store.add_record(old)
+        store.add_record(record("0002_b.py", date=AT + timedelta(seconds=5)))
+        [read_old] = [r for r in store.read_records() if r.filename == old.filename]
+        edited = record("0001_a.py", checksum="v1:edited", date=AT + timedelta(hours=1))
+        renamed = record("0001_renamed.py", checksum="v1:renamed", date=AT + timedelta(hours=1))
+
+        store.replace_record(read_old, edited)
+        [read_edited] = [r for r in store.read_records() if r.filename == "0001_a.py"]
+        store.replace_record(read_edited, renamed)
+
+        read = {r.filename: r for r in store.read_records()}
+        assert sorted(read) == ["0001_renamed.py", "0002_b.py"]
+        assert_same_record(read["0001_renamed.py"], dataclasses.replace(renamed, date=AT))
+
     # -- records alley 0.0.3 wrote ------------------------------------------------------------
 
     def test_a_003_record_reads_as_it_was_written(self, store: HistoryStore, seed: Seed003) -> None:
@@ -469,6 +555,35 @@ class StoreContract:
         seed("0001_first.py", 1, AT + timedelta(seconds=1))
 
         assert set(filenames(store.read_records())) == {"0001_first.py"}
+
+    def test_a_record_is_dated_after_a_003_record_dated_ahead(
+        self, store_factory: StoreFactory, seed: Seed003
+    ) -> None:
+        # 0.0.3 dated records with its client's clock, here two minutes ahead.
+        ahead = AT + timedelta(seconds=120)
+        seed("0001_first.py", 1, ahead)
+
+        store_factory().add_record(record("0002_second.py", date=AT))
+
+        dates = {r.filename: r.date for r in store_factory().read_records()}
+        second = dates["0002_second.py"]
+        assert second is not None
+        assert second > ahead, f"{second} is not after {ahead}"
+
+    def test_replace_record_of_a_003_record_keeps_its_date(
+        self, store: HistoryStore, seed: Seed003
+    ) -> None:
+        if not isinstance(store, ReplacesRecords):
+            pytest.skip(f"{type(store).__name__} has no replace_record (it is optional)")
+        seed("0001_first.py", 1, AT)
+        seed("0002_second.py", 2, AT + timedelta(seconds=1))
+        [old] = [r for r in store.read_records() if r.filename == "0001_first.py"]
+
+        store.replace_record(old, record("0001_renamed.py", date=AT + timedelta(hours=1)))
+
+        read = {r.filename: r for r in store.read_records()}
+        assert sorted(read) == ["0001_renamed.py", "0002_second.py"]
+        assert_close(read["0001_renamed.py"].date, AT, "the renamed record's date")
 
     def test_remove_record_removes_every_record_of_a_filename(
         self, store: HistoryStore, seed: Seed003

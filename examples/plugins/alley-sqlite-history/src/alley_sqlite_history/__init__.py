@@ -38,7 +38,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -213,12 +213,18 @@ class SqliteHistoryStore:
                 "SELECT 1 FROM records WHERE filename = ?", (record.filename,)
             ).fetchone():
                 raise RecordExists(record.filename)
+            date = record.date
+            (newest,) = db.execute("SELECT MAX(date) FROM records").fetchone()
+            if date is not None and newest is not None:
+                # Dates only move forward: never before the newest record's, plus 1 ms
+                # (alley.store.Records.add_record). ISO text in UTC sorts as time does.
+                date = max(date, _time(newest) + timedelta(milliseconds=1))
             db.execute(
                 "INSERT INTO records (filename, id, date, checksum, extra) VALUES (?, ?, ?, ?, ?)",
                 (
                     record.filename,
                     record.id,
-                    _text(record.date) if record.date is not None else None,
+                    _text(date) if date is not None else None,
                     record.checksum,
                     _json(record.extra),
                 ),
