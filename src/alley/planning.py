@@ -218,7 +218,8 @@ def plan_down(
         count = 1 if steps is None else steps
         if steps is not None and count > len(applied):
             raise UsageError(
-                f"cannot roll back {count} migrations: only {len(applied)} are applied",
+                f"cannot roll back {count} migrations: only {len(applied)} "
+                f"{'is' if len(applied) == 1 else 'are'} applied",
                 hint="run 'alley status' to see what is",
             )
         chosen = list(reversed(applied))[:count]

@@ -147,7 +147,7 @@ def test_up_to_an_applied_target_succeeds_saying_so(project: Project, mongo_db: 
         (["up", "abc"], "invalid migration id"),
         (["down", "2"], "not applied"),
         (["down", "9"], "no migration has id 9"),
-        (["down"], "Missing argument"),
+        (["down", "--steps", "2"], "cannot roll back 2 migrations: only 1 is applied"),
         (["frobnicate"], "No such command"),
         (["up", "--nope"], "No such option"),
     ],
