@@ -151,8 +151,8 @@ def connection_options(
     host: Annotated[
         str | None, typer.Option("-h", "--host", metavar="HOST", help="Server host.")
     ] = None,
-    port: Annotated[
-        int | None, typer.Option("-p", "--port", metavar="PORT", help="Server port.")
+    port: Annotated[  # numbers are strings here: settings validate them (exit 3)
+        str | None, typer.Option("-p", "--port", metavar="PORT", help="Server port.")
     ] = None,
     url: Annotated[
         str | None, typer.Option("--url", metavar="URL", help="mongodb:// or mongodb+srv:// URL.")
@@ -166,15 +166,15 @@ def connection_options(
         ),
     ] = None,
     timeout: Annotated[
-        float | None,
+        str | None,
         typer.Option("--timeout", metavar="SECONDS", help="Seconds to wait for the server [5]."),
     ] = None,
     lease: Annotated[
-        float | None,
+        str | None,
         typer.Option("--lease", metavar="SECONDS", help="Lock lease, renewed while running [30]."),
     ] = None,
     lock_timeout: Annotated[
-        float | None,
+        str | None,
         typer.Option(
             "--lock-timeout", metavar="SECONDS", help="How long to wait for a busy lock [60]."
         ),
@@ -600,6 +600,10 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(error, ExitCode.INTERRUPTED, "interrupted", verbose)
     except Exception as error:
         return _from_other(error, verbose)
+    finally:  # every client the command opened is closed as it ends
+        hookcalls = sys.modules.get("alley.hookcalls")  # not loaded: nothing connected
+        if hookcalls is not None:
+            hookcalls.close_connections()
     if returned == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into Exit(130) itself
         sys.stderr.write("alley: error: interrupted\n")
     return returned if isinstance(returned, int) else ExitCode.OK

@@ -8,6 +8,7 @@ becomes an error that names the plugin.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import warnings
 from collections.abc import Iterator
@@ -20,11 +21,12 @@ import pluggy
 from alley.errors import ConnectionFailed, MigrationsFolderMissing, PluginError, SourceMissing
 from alley.model import Direction, LoadedMigration, Migration
 from alley.plugins import blame
+from alley.settings import DEFAULT_DATABASE
 
 if TYPE_CHECKING:
     from pymongo.database import Database
 
-    from alley.settings import Settings
+    from alley.settings import Connection, Settings
     from alley.store import HistoryStore
 
 #: hook name → the capability it provides, for "no plugin provides ..." (exit 8).
@@ -56,6 +58,7 @@ class Hooks:
     def __init__(self, manager: pluggy.PluginManager) -> None:
         self.manager = manager
         self._hook = manager.hook
+        self._connected: Settings | None = None  # the settings of the last connect
 
     @contextmanager
     def attributed(self) -> Iterator[None]:
@@ -73,6 +76,11 @@ class Hooks:
         connection_error = as_connection_error(error)
         if connection_error is not None:
             raise connection_error from error
+        if self._connected is not None:
+            target = self._connected.connection()
+            refused = refusal(error, target, target.database or DEFAULT_DATABASE)
+            if refused is not None:
+                raise refused from error
         owners = [
             c.__module__
             for c in (type(store).__mro__ if store is not None else ())
@@ -99,6 +107,7 @@ class Hooks:
 
     def connect(self, settings: Settings) -> Database[Any]:
         self._require("alley_connect")
+        self._connected = settings
         with self.attributed():
             result = self._hook.alley_connect(settings=settings)
         return self._result(result, "alley_connect")  # type: ignore[no-any-return]
@@ -178,3 +187,41 @@ def driver_message(error: BaseException) -> str:
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     text = text.split(" (configured timeouts", 1)[0]
     return text.split(", Timeout:", 1)[0].rstrip(" ,")
+
+
+def refusal(error: BaseException, target: Connection, database: str) -> ConnectionFailed | None:
+    """The server's refusal of the credentials as exit 4, else ``None``: authentication
+    failed (code 18), or a command refused as unauthorized (code 13), which without
+    credentials means the server requires authentication."""
+    errors = sys.modules.get("pymongo.errors")
+    if errors is None or not isinstance(error, errors.OperationFailure):
+        return None
+    user = target.username or "(from the URL)"
+    if error.code == 18:
+        return ConnectionFailed(
+            f"authentication failed for user {user} at {target.where}",
+            hint="check the username, password and -a/--auth database",
+        )
+    if error.code != 13:
+        return None
+    if target.username:
+        return ConnectionFailed(
+            f"user {user} is not authorized on database {database} at {target.where}",
+            hint="check the user's roles and the -a/--auth database",
+        )
+    return ConnectionFailed(
+        f"the server at {target.where} requires authentication to use database {database}",
+        hint="pass -u USER and set ALLEY_PASSWORD, or pass -w",
+    )
+
+
+def close_connections() -> None:
+    """Close the clients alley's connection plugin opened: the end of a command.
+
+    Never raises (it runs after the command's outcome is decided).
+    """
+    plugin = sys.modules.get("alley_plugins.mongoengine_connection")
+    if plugin is None:  # nothing connected
+        return
+    with contextlib.suppress(Exception):  # best effort: the outcome is already decided
+        plugin.close_connections()

@@ -3,36 +3,58 @@
 Migrations can therefore use MongoEngine documents on the default alias. mongoengine
 and pymongo are imported here, inside the hook, so commands that never connect
 (``--help``, ``create``) never import them.
+
+What to connect to is :meth:`alley.settings.Settings.connection`: every property from
+the highest source that sets it, a URL's driver options kept. The clients this module
+registers with MongoEngine are closed by :func:`close_connections` at the end of a
+command (``alley.cli.main`` calls it).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
-from alley.errors import ConfigError, ConnectionFailed
+from alley.errors import AlleyWarning, ConfigError, ConnectionFailed
+from alley.hookcalls import refusal
 from alley.hookspecs import hookimpl
+from alley.settings import DEFAULT_DATABASE, PASSWORDLESS_MECHANISMS
 
 if TYPE_CHECKING:
     from pymongo.database import Database
 
-    from alley.settings import Settings
+    from alley.settings import Connection, Settings
 
 # A process that already registered MongoEngine's default alias with other settings
 # (an application calling the API) keeps it; alley then uses an alias of its own.
 FALLBACK_ALIAS = "alley"
 
+NO_DATABASE_WARNING = (
+    f"no database given: using {DEFAULT_DATABASE!r} as alley 0.0.3 did (name one with -db, "
+    "ALLEY_DATABASE, a URL ending in /NAME, or database in [tool.alley])"
+)
+
+# Aliases this module registered (not an application's), with their client.
+_opened: dict[str, Any] = {}
+
 
 @hookimpl(trylast=True)
 def alley_connect(settings: Settings) -> Database[Any]:
-    import mongoengine
-    from mongoengine.connection import DEFAULT_CONNECTION_NAME, get_db
+    from mongoengine.connection import get_db
     from pymongo import errors
 
-    name = settings.database_name
-    if not name:
+    target = settings.connection()
+    if target.username and not target.password and target.mechanism not in (
+        PASSWORDLESS_MECHANISMS
+    ):
         raise ConfigError(
-            "no database name given", hint="pass -db NAME, or a --url that ends in /NAME"
+            f"{target.username_origin} given without a password",
+            hint="set ALLEY_PASSWORD or pass -w",
         )
+    name = target.database
+    if name is None:
+        name = DEFAULT_DATABASE
+        warnings.warn(AlleyWarning(NO_DATABASE_WARNING), stacklevel=1)
     timeout_ms = int(settings.timeout * 1000)
     options: dict[str, Any] = {
         "db": name,
@@ -42,54 +64,98 @@ def alley_connect(settings: Settings) -> Database[Any]:
         # MongoEngine's own default, said explicitly so it does not warn on every run.
         "uuidRepresentation": "pythonLegacy",
     }
-    if settings.url:
-        options["host"] = settings.url
+    if target.url:
+        options["host"] = target.url  # servers and driver options only
     else:
-        options["host"], options["port"] = settings.host, settings.port
-    if settings.username:
-        options["username"] = settings.username
-    if settings.password:
-        options["password"] = settings.password
-    if settings.auth_source:
-        options["authentication_source"] = settings.auth_source
+        options["host"], options["port"] = target.host, target.port
+    if target.username:
+        options["username"] = target.username
+    if target.password:
+        options["password"] = target.password
+    if target.auth_source:
+        options["authentication_source"] = target.auth_source
 
     try:
-        try:
-            mongoengine.connect(alias=DEFAULT_CONNECTION_NAME, **options)
-            alias = DEFAULT_CONNECTION_NAME
-        except mongoengine.connection.ConnectionFailure:
-            mongoengine.disconnect(FALLBACK_ALIAS)
-            mongoengine.connect(alias=FALLBACK_ALIAS, **options)
-            alias = FALLBACK_ALIAS
+        alias = _connect(options, target)
         db: Database[Any] = get_db(alias)
         db.command("ping")
     except errors.OperationFailure as error:
-        if error.code in (18, 13):
-            user = settings.username or "(from the URL)"
-            raise ConnectionFailed(
-                f"authentication failed for user {user} at {settings.redacted_target()}",
-                hint="check the username, password and -a/--auth database",
-            ) from None
-        raise ConnectionFailed(_clean(str(error), settings)) from None
+        raise refusal(error, target, name) or ConnectionFailed(
+            _clean(str(error), target)
+        ) from None
     except errors.ConnectionFailure:
         raise ConnectionFailed(
-            f"cannot reach the server at {settings.redacted_target()} within {settings.timeout:g}s",
+            f"cannot reach the server at {target.where} within {settings.timeout:g}s",
             hint="check --host/--port/--url and that the server runs, or raise --timeout",
         ) from None
     except (errors.ConfigurationError, errors.InvalidURI, ValueError) as error:
-        raise ConfigError(f"invalid connection settings: {_clean(str(error), settings)}") from None
+        raise ConfigError(f"invalid connection settings: {_clean(str(error), target)}") from None
     return db
 
 
-def _clean(message: str, settings: Settings) -> str:
-    """The first line of a driver message, with the password removed if it appears."""
-    line = message.splitlines()[0] if message else "unknown error"
-    if settings.password:
-        line = line.replace(settings.password, "***")
-    if settings.url:
-        from urllib.parse import unquote, urlsplit
+def _connect(options: dict[str, Any], target: Connection) -> str:
+    """Register and connect MongoEngine's default alias (or alley's own); its name."""
+    import mongoengine
+    from mongoengine.connection import DEFAULT_CONNECTION_NAME
 
-        password = urlsplit(settings.url).password
-        if password:
-            line = line.replace(password, "***").replace(unquote(password), "***")
+    alias: str = DEFAULT_CONNECTION_NAME
+    taken = _registered(alias)
+    try:
+        client = mongoengine.connect(alias=alias, **options)
+    except mongoengine.connection.ConnectionFailure as error:
+        if not taken:  # the driver refused the settings themselves
+            message = str(error).partition(":")[2].strip() or str(error)
+            raise ConfigError(f"invalid connection settings: {_clean(message, target)}") from None
+        # The application registered the default alias with other settings: keep it.
+        alias = FALLBACK_ALIAS
+        _forget(alias)
+        mongoengine.disconnect(alias)
+        client = mongoengine.connect(alias=alias, **options)
+        taken = False
+    if not taken:
+        _opened[alias] = client
+    return alias
+
+
+def _registered(alias: str) -> bool:
+    from mongoengine.connection import ConnectionFailure, get_connection
+
+    try:
+        get_connection(alias)
+    except ConnectionFailure:
+        return False
+    return True
+
+
+def _forget(alias: str) -> None:
+    _opened.pop(alias, None)
+
+
+def close_connections() -> None:
+    """Close every client this module registered (and unregister it): the end of a
+    command. An application's own aliases are left alone."""
+    if not _opened:
+        return
+    import mongoengine
+    from mongoengine.connection import ConnectionFailure, get_connection
+
+    for alias, client in list(_opened.items()):
+        del _opened[alias]
+        try:
+            current = get_connection(alias)
+        except ConnectionFailure:
+            current = None
+        if current is client:
+            mongoengine.disconnect(alias)
+        else:  # someone registered the alias again since: only our client goes
+            client.close()
+
+
+def _clean(message: str, target: Connection) -> str:
+    """The first line of a driver message, with the password removed if it appears."""
+    line = str(message.splitlines()[0] if message else "unknown error")
+    if target.password:
+        from urllib.parse import quote_plus
+
+        line = line.replace(target.password, "***").replace(quote_plus(target.password), "***")
     return line

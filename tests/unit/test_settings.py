@@ -18,7 +18,9 @@ from alley.settings import (
     Settings,
     find_pyproject,
     load_settings,
+    project_root,
     redact_url,
+    search_folders,
 )
 
 SECRET = "s3cr3t-Pa55"
@@ -303,7 +305,7 @@ def test_path_that_is_a_file_is_a_config_error(tmp_path: Path, layer: str) -> No
 
 def test_config_path_error_says_where_it_came_from(tmp_path: Path) -> None:
     pyproject = write_config(tmp_path, 'path = "missing"')
-    with pytest.raises(ConfigError, match="config:") as caught:
+    with pytest.raises(ConfigError, match=r"from \[tool\.alley\] in ") as caught:
         load_settings(environ={}, cwd=tmp_path)
     assert str(pyproject) in str(caught.value)
 
@@ -323,8 +325,8 @@ def test_bad_port_from_env_names_the_variable(tmp_path: Path) -> None:
 
 
 def test_bad_port_from_config_is_a_config_error(tmp_path: Path) -> None:
-    write_config(tmp_path, 'port = "http"')
-    with pytest.raises(ConfigError, match="config:"):
+    pyproject = write_config(tmp_path, 'port = "http"')
+    with pytest.raises(ConfigError, match=f"from \\[tool.alley\\] in {pyproject}"):
         load_settings(environ={}, cwd=tmp_path)
 
 
@@ -386,14 +388,17 @@ def test_host_on_the_command_line_beats_a_url_from_the_environment(tmp_path: Pat
         environ={"ALLEY_URL": "mongodb://elsewhere:1/appdb"},
         cwd=tmp_path,
     )
-    assert settings.url is None
-    assert (settings.host, settings.port) == ("db.internal", 27018)
+    connection = settings.connection()
+    assert (connection.host, connection.port) == ("db.internal", 27018)
+    assert connection.url == "mongodb://db.internal:27018/"
+    assert connection.database == "appdb"  # the rest of the URL is kept
 
 
 def test_url_from_the_environment_beats_host_from_the_config(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[tool.alley]\nhost = "cfg"\ndatabase = "cfgdb"\n')
     settings = load_settings({}, environ={"ALLEY_URL": "mongodb://envhost:1/envdb"}, cwd=tmp_path)
     assert settings.url == "mongodb://envhost:1/envdb"
+    assert settings.connection().where == "envhost:1"
     assert settings.database_name == "envdb"
 
 
@@ -460,3 +465,390 @@ def test_sys_path_that_is_not_a_list_of_folders_is_a_config_error(tmp_path: Path
     (tmp_path / "pyproject.toml").write_text("[tool.alley]\nsys_path = [1]\n")
     with pytest.raises(ConfigError, match=r"sys_path .* must be a list of folders"):
         load_settings(environ={}, cwd=tmp_path)
+
+
+# --- precedence, property by property: cli > env > [tool.alley] > defaults ---------------
+#
+# A source is a level (cli, env, config) and a form: the setting of its own ("own") or a
+# part of a URL given at that level ("url"). Each property is taken from the highest
+# level that sets it; on a tie the setting of its own beats the URL's part.
+
+LEVELS = ("cli", "env", "config")
+SOURCES = [(level, form) for level in LEVELS for form in ("own", "url")]
+PAIRS = [
+    (a, b)
+    for a in SOURCES
+    for b in SOURCES
+    if a < b and not (a[1] == b[1] == "url" and a[0] == b[0])  # one URL per level
+]
+ENV_NAMES = {
+    "host": "ALLEY_HOST",
+    "port": "ALLEY_PORT",
+    "database": "ALLEY_DATABASE",
+    "username": "ALLEY_USERNAME",
+    "password": "ALLEY_PASSWORD",
+    "auth_source": "ALLEY_AUTH_SOURCE",
+}
+PORTS = {"cli": 1001, "env": 2002, "config": 3003}
+URL_PORTS = {"cli": 4001, "env": 4002, "config": 4003}
+
+
+def own_value(prop: str, level: str) -> str | int:
+    return PORTS[level] if prop == "port" else f"{level}-{prop.replace('_', '-')}"
+
+
+def url_of(prop: str, level: str) -> str:
+    """A URL whose ``prop`` part says which level it comes from."""
+    return {
+        "host": f"mongodb://{level}-urlhost/",
+        "port": f"mongodb://urlhost:{URL_PORTS[level]}/",
+        "database": f"mongodb://h/{level}_urldb",
+        "username": f"mongodb://{level}-urluser:pw@h/",
+        "password": f"mongodb://u:{level}-urlpw@h/",
+        "auth_source": f"mongodb://h/?authSource={level}-urlauth",
+    }[prop]
+
+
+def url_value(prop: str, level: str) -> str | int:
+    return {
+        "host": f"{level}-urlhost",
+        "port": URL_PORTS[level],
+        "database": f"{level}_urldb",
+        "username": f"{level}-urluser",
+        "password": f"{level}-urlpw",
+        "auth_source": f"{level}-urlauth",
+    }[prop]
+
+
+def settings_from(prop: str, sources: list[tuple[str, str]], cwd: Path) -> Settings:
+    cli: dict[str, object] = {}
+    environ: dict[str, str] = {}
+    config: list[str] = []
+    for level, form in sources:
+        key, value = (
+            ("url", url_of(prop, level)) if form == "url" else (prop, own_value(prop, level))
+        )
+        if level == "cli":
+            cli[key] = str(value)
+        elif level == "env":
+            environ["ALLEY_URL" if key == "url" else ENV_NAMES[prop]] = str(value)
+        else:
+            config.append(f"{key} = {value!r}".replace("'", '"'))
+    if config:
+        write_config(cwd, "\n".join(config))
+    return load_settings(cli, environ=environ, cwd=cwd)
+
+
+def expected(prop: str, sources: list[tuple[str, str]]) -> object:
+    level, form = max(sources, key=lambda s: (-LEVELS.index(s[0]), s[1] == "own"))
+    return own_value(prop, level) if form == "own" else url_value(prop, level)
+
+
+def check_precedence(prop: str, sources: list[tuple[str, str]], cwd: Path) -> None:
+    connection = settings_from(prop, sources, cwd).connection()
+    assert getattr(connection, prop) == expected(prop, sources), sources
+
+
+@pytest.mark.parametrize("sources", [[s] for s in SOURCES] + [list(p) for p in PAIRS], ids=str)
+def test_precedence_of_host(tmp_path: Path, sources: list[tuple[str, str]]) -> None:
+    check_precedence("host", sources, tmp_path)
+
+
+@pytest.mark.parametrize("sources", [[s] for s in SOURCES] + [list(p) for p in PAIRS], ids=str)
+def test_precedence_of_port(tmp_path: Path, sources: list[tuple[str, str]]) -> None:
+    check_precedence("port", sources, tmp_path)
+
+
+@pytest.mark.parametrize("sources", [[s] for s in SOURCES] + [list(p) for p in PAIRS], ids=str)
+def test_precedence_of_database(tmp_path: Path, sources: list[tuple[str, str]]) -> None:
+    check_precedence("database", sources, tmp_path)
+
+
+@pytest.mark.parametrize("sources", [[s] for s in SOURCES] + [list(p) for p in PAIRS], ids=str)
+def test_precedence_of_username(tmp_path: Path, sources: list[tuple[str, str]]) -> None:
+    check_precedence("username", sources, tmp_path)
+
+
+@pytest.mark.parametrize("sources", [[s] for s in SOURCES] + [list(p) for p in PAIRS], ids=str)
+def test_precedence_of_password(tmp_path: Path, sources: list[tuple[str, str]]) -> None:
+    check_precedence("password", sources, tmp_path)
+
+
+@pytest.mark.parametrize("sources", [[s] for s in SOURCES] + [list(p) for p in PAIRS], ids=str)
+def test_precedence_of_auth_source(tmp_path: Path, sources: list[tuple[str, str]]) -> None:
+    check_precedence("auth_source", sources, tmp_path)
+
+
+# The settings that are never part of a URL: each level over the ones below it.
+LEVEL_SETS = [
+    ("cli",), ("env",), ("config",), ("cli", "env"), ("cli", "config"), ("env", "config"),
+    ("cli", "env", "config"),
+]  # fmt: skip
+NUMBERS = {"cli": "1.5", "env": "2.5", "config": 3.5}
+NUMBER_ENV = {
+    "timeout": "ALLEY_TIMEOUT",
+    "lease": "ALLEY_LEASE",
+    "lock_timeout": "ALLEY_LOCK_TIMEOUT",
+}
+
+
+@pytest.mark.parametrize("prop", ["timeout", "lease", "lock_timeout"])
+@pytest.mark.parametrize("levels", [*LEVEL_SETS, ()], ids=str)
+def test_precedence_of_numbers(tmp_path: Path, prop: str, levels: tuple[str, ...]) -> None:
+    cli = {prop: NUMBERS["cli"]} if "cli" in levels else {}
+    environ = {NUMBER_ENV[prop]: NUMBERS["env"]} if "env" in levels else {}
+    if "config" in levels:
+        write_config(tmp_path, f"{prop} = {NUMBERS['config']}")
+    settings = load_settings(cli, environ=environ, cwd=tmp_path)
+    default = {"timeout": 5.0, "lease": 30.0, "lock_timeout": 60.0}[prop]
+    assert getattr(settings, prop) == (float(NUMBERS[levels[0]]) if levels else default)
+
+
+@pytest.mark.parametrize("levels", LEVEL_SETS, ids=str)
+def test_precedence_of_the_url_itself(tmp_path: Path, levels: tuple[str, ...]) -> None:
+    urls = {level: f"mongodb://{level}-host:1/{level}_db?replicaSet={level}" for level in LEVELS}
+    cli = {"url": urls["cli"]} if "cli" in levels else {}
+    environ = {"MONGODB_URI": urls["env"]} if "env" in levels else {}
+    if "config" in levels:
+        write_config(tmp_path, f'url = "{urls["config"]}"')
+    connection = load_settings(cli, environ=environ, cwd=tmp_path).connection()
+    top = levels[0]
+    assert (connection.where, connection.database) == (f"{top}-host:1", f"{top}_db")
+    assert connection.url == f"mongodb://{top}-host:1/?replicaSet={top}"
+
+
+@pytest.mark.parametrize("levels", LEVEL_SETS, ids=str)
+def test_precedence_of_path(tmp_path: Path, levels: tuple[str, ...]) -> None:
+    for level in LEVELS:
+        (tmp_path / level).mkdir()
+    cli = {"path": "cli"} if "cli" in levels else {}
+    environ = {"ALLEY_PATH": "env"} if "env" in levels else {}
+    if "config" in levels:
+        write_config(tmp_path, 'path = "config"')
+    settings = load_settings(cli, environ=environ, cwd=tmp_path)
+    assert settings.path == (tmp_path / levels[0]).resolve()
+
+
+def test_nothing_set_gives_the_defaults_and_no_database(tmp_path: Path) -> None:
+    connection = load_settings(environ={}, cwd=tmp_path).connection()
+    assert (connection.host, connection.port, connection.url) == ("localhost", 27017, None)
+    assert connection.database is None  # the connection plugin then uses "test", warning
+    assert (connection.username, connection.password, connection.auth_source) == (None,) * 3
+
+
+# --- a URL is a bundle: what a higher -h/-p keeps, and what it cannot replace ------------
+
+
+def test_port_on_the_command_line_keeps_the_rest_of_an_environment_url(tmp_path: Path) -> None:
+    url = f"mongodb://alice:{SECRET}@db.example:27017/shop?replicaSet=rs0&tls=true&authSource=admin"
+    connection = load_settings(
+        {"port": "27018"}, environ={"ALLEY_URL": url}, cwd=tmp_path
+    ).connection()
+    assert connection.where == "db.example:27018"
+    assert connection.database == "shop"
+    assert (connection.username, connection.password, connection.auth_source) == (
+        "alice",
+        SECRET,
+        "admin",
+    )
+    assert connection.url == "mongodb://db.example:27018/?replicaSet=rs0&tls=true"
+    assert SECRET not in connection.url
+
+
+def test_host_over_a_replica_set_url_keeps_its_options(tmp_path: Path) -> None:
+    url = "mongodb://h1:1,h2:2/app?replicaSet=rs0"
+    settings = load_settings({"host": "h9"}, environ={"ALLEY_URL": url}, cwd=tmp_path)
+    connection = settings.connection()
+    assert (connection.url, connection.database) == ("mongodb://h9:27017/?replicaSet=rs0", "app")
+
+
+@pytest.mark.parametrize(
+    "url", ["mongodb://h1:1,h2:2/app", "mongodb+srv://cluster.example.net/app"], ids=str
+)
+def test_port_alone_over_several_servers_is_a_config_error(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError, match=r"port 27018 \(from the command line\) replaces"):
+        load_settings({"port": "27018"}, environ={"ALLEY_URL": url}, cwd=tmp_path)
+
+
+def test_host_over_an_srv_url_connects_with_tls_as_the_srv_url_implied(tmp_path: Path) -> None:
+    url = "mongodb+srv://cluster.example.net/app?srvMaxHosts=2&retryWrites=true"
+    connection = load_settings({"host": "h"}, environ={"ALLEY_URL": url}, cwd=tmp_path).connection()
+    assert connection.url == "mongodb://h:27017/?retryWrites=true&tls=true"
+
+
+def test_a_url_from_a_lower_level_fills_what_the_higher_levels_leave(tmp_path: Path) -> None:
+    write_config(tmp_path, 'url = "mongodb://cfg-user:cfg-pw@cfg-host:7/cfg_db?authSource=cfg"')
+    settings = load_settings(
+        {"database": "cli_db"}, environ={"ALLEY_PASSWORD": "env-pw"}, cwd=tmp_path
+    )
+    connection = settings.connection()
+    assert (connection.where, connection.database) == ("cfg-host:7", "cli_db")
+    assert (connection.username, connection.password, connection.auth_source) == (
+        "cfg-user",
+        "env-pw",
+        "cfg",
+    )
+
+
+def test_config_database_loses_to_an_environment_url_database(tmp_path: Path) -> None:
+    write_config(tmp_path, 'database = "cfg_db"')
+    settings = load_settings(environ={"ALLEY_URL": "mongodb://h/env_db"}, cwd=tmp_path)
+    assert settings.database_name == "env_db"
+    assert settings.database == "cfg_db"  # the setting of its own, before precedence
+
+
+# --- [tool.alley] of PATH's project; the project's root ----------------------------------
+
+
+def test_config_is_read_from_paths_project_not_the_current_folders(tmp_path: Path) -> None:
+    here, other = tmp_path / "here", tmp_path / "other"
+    (other / "app").mkdir(parents=True)
+    here.mkdir()
+    write_config(here, 'database = "here_db"')
+    write_config(other, 'database = "other_db"\nsys_path = ["app"]')
+    from_cli = load_settings({"path": "../other/app"}, environ={}, cwd=here)
+    from_env = load_settings(environ={"ALLEY_PATH": "../other"}, cwd=here)
+    assert from_cli.database == from_env.database == "other_db"
+    assert from_cli.sys_path == ((other / "app").resolve(),)
+    assert load_settings(environ={}, cwd=here).database == "here_db"
+
+
+def test_path_in_the_config_is_not_a_given_path(tmp_path: Path) -> None:
+    write_config(tmp_path, 'path = "app"\ndatabase = "d"')
+    (tmp_path / "app").mkdir()
+    write_config(tmp_path / "app", 'database = "inner"')  # not read: PATH came from the file
+    settings = load_settings(environ={}, cwd=tmp_path)
+    assert (settings.path, settings.database) == ((tmp_path / "app").resolve(), "d")
+
+
+@pytest.mark.parametrize("marker", ["setup.cfg", ".git"])
+def test_the_search_for_pyproject_stops_at_the_projects_root(tmp_path: Path, marker: str) -> None:
+    write_config(tmp_path, 'database = "shared_parent"')
+    project = tmp_path / "project"
+    deep = project / "src" / "pkg"
+    deep.mkdir(parents=True)
+    (project / marker).mkdir() if marker == ".git" else (project / marker).write_text("")
+    assert find_pyproject(deep) is None
+    assert load_settings(environ={}, cwd=deep).database is None
+    assert project_root(deep) == project.resolve()
+    assert search_folders(deep) == (deep.resolve(), (project / "src").resolve(), project.resolve())
+
+
+def test_outside_any_project_only_the_current_folder_is_searched(tmp_path: Path) -> None:
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    if project_root(deep) is not None:  # the temporary folder is inside a project
+        pytest.skip("the temporary folder is inside a project")
+    assert search_folders(deep) == (deep.resolve(),)
+
+
+# --- errors: one message, exit 3, never a password ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("mongodb://[::1", "IPv6"),
+        (f"mongodb://u:{SECRET}@h:99999/db", "Port"),
+        (f"mongodb://u:{SECRET}@h/a b", "Bad database name"),
+        (
+            f"mongodb://u:{SECRET}@h/db?tlsInsecure=true&tlsAllowInvalidCertificates=true",
+            "tlsInsecure",
+        ),
+        ("mongodb+srv://c.example.net:27017/db", "mongodb+srv"),
+        ("mongodb+srv://a.example.net,b.example.net/db", "mongodb+srv"),
+    ],
+)
+def test_malformed_url_is_a_config_error(tmp_path: Path, url: str, reason: str) -> None:
+    with pytest.raises(ConfigError, match=r"^invalid URL ") as caught:
+        load_settings({"url": url}, environ={}, cwd=tmp_path)
+    assert reason in str(caught.value)
+    assert "(from the command line)" in str(caught.value)
+    assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "what"),
+    [
+        ("port", "true", "an integer"),
+        ("port", "27017.5", "an integer"),
+        ("port", '"27017"', "an integer"),
+        ("port", "[1]", "an integer"),
+        ("timeout", "true", "a number"),
+        ("timeout", '"5"', "a number"),
+        ("lease", "false", "a number"),
+        ("lock_timeout", '"60"', "a number"),
+        ("host", "1", "a string"),
+        ("database", "true", "a string"),
+        ("url", "1", "a string"),
+        ("username", "[]", "a string"),
+        ("auth_source", "1.5", "a string"),
+        ("path", "1", "a string"),
+        ("disable_plugins", "1", "a list of plugin names"),
+        ("load_plugins", "[1]", "a list of plugin names"),
+    ],
+)
+def test_config_value_of_the_wrong_type_names_the_file(
+    tmp_path: Path, key: str, value: str, what: str
+) -> None:
+    pyproject = write_config(tmp_path, f"{key} = {value}")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={}, cwd=tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"invalid {key} ")
+    assert f"[tool.alley] in {pyproject}" in message
+    assert what in message
+
+
+@pytest.mark.parametrize(("key", "value"), [("port", "27018"), ("timeout", "2"), ("lease", "2.5")])
+def test_config_numbers_of_the_right_type(tmp_path: Path, key: str, value: str) -> None:
+    write_config(tmp_path, f"{key} = {value}")
+    assert getattr(load_settings(environ={}, cwd=tmp_path), key) == float(value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("port", "abc"), ("port", "1.5"), ("timeout", "x"), ("lease", "0"), ("lock_timeout", "-1")],
+)
+def test_bad_numbers_on_the_command_line_say_so(tmp_path: Path, key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^invalid {key} '{value}' \(from the command line\)"):
+        load_settings({key: value}, environ={}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [
+        ("cli", "has space"),
+        ("cli", "a/b"),
+        ("cli", "a.b"),
+        ("cli", 'a"b'),
+        ("cli", "a$b"),
+        ("cli", "a\\b"),
+        ("cli", ""),
+        ("cli", "x" * 64),
+        ("env", "a.b"),
+        ("config", "a b"),
+        ("config", ""),
+        ("url", "x" * 64),
+    ],
+)
+def test_database_names_mongodb_refuses_are_config_errors(
+    tmp_path: Path, source: str, name: str
+) -> None:
+    cli = {"database": name} if source == "cli" else {}
+    environ = {"ALLEY_DATABASE": name} if source == "env" else {}
+    if source == "url":
+        environ = {"ALLEY_URL": f"mongodb://h/{name}"}
+    if source == "config":
+        write_config(tmp_path, f'database = "{name}"')
+    with pytest.raises(ConfigError, match=r"^invalid database name "):
+        load_settings(cli, environ=environ, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["shop", "my-app_2", "x" * 63, "ünïcode"])
+def test_database_names_mongodb_accepts(tmp_path: Path, name: str) -> None:
+    assert load_settings({"database": name}, environ={}, cwd=tmp_path).database_name == name
+
+
+def test_an_empty_database_in_the_environment_is_unset(tmp_path: Path) -> None:
+    assert load_settings(environ={"ALLEY_DATABASE": ""}, cwd=tmp_path).database_name is None
