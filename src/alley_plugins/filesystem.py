@@ -53,7 +53,9 @@ def migrations_folder(settings: Settings) -> Path | None:
     name = folder_name(settings)
     if settings.path is not None:
         return settings.path / name if name else settings.path
-    for folder in (settings.cwd, *settings.cwd.parents):
+    from alley.settings import search_folders  # up to the project's root only
+
+    for folder in search_folders(settings.cwd):
         candidate = folder / name if name else folder
         if candidate.is_dir():
             return candidate
