@@ -365,3 +365,78 @@ def test_api_errors_carry_what_ran(project: Project, mongo_db: Any, tmp_path: Pa
     assert failed.failed.filename == "0002_boom.py"
     assert failed.exit_code == 1
     assert api.failed_run(ValueError()) is None
+
+
+# --- plans go through the same checks as the real command ------------------------------------
+
+
+def _no_down(project: Project) -> list[str]:
+    project.counter("0001_a.py")
+    (project.folder / "0002_b.py").write_text("def up(db):\n    pass\n")
+    return ["up"]
+
+
+def _drift(project: Project) -> list[str]:
+    project.counter("0001_a.py")
+    assert project.alley("up").returncode == 0
+    project.write("0001_a.py", up="db.other.insert_one({})")
+    project.counter("0002_b.py")
+    return ["up"]
+
+
+def _out_of_order(project: Project) -> list[str]:
+    project.counter("0002_b.py")
+    assert project.alley("up").returncode == 0
+    project.counter("0001_a.py")
+    return ["up"]
+
+
+def _down_without_down(project: Project) -> list[str]:
+    project.counter("0001_a.py")
+    assert project.alley("up").returncode == 0
+    (project.folder / "0001_a.py").write_text("def up(db):\n    pass\n")
+    return ["down"]
+
+
+def _down_of_a_deleted_file(project: Project) -> list[str]:
+    project.counter("0001_a.py")
+    assert project.alley("up").returncode == 0
+    (project.folder / "0001_a.py").unlink()
+    return ["down", "--steps", "1"]
+
+
+def _failed_after_writing(project: Project) -> list[str]:
+    project.write("0001_a.py", up="db.counters.insert_one({'_id': 'x'})\nraise ValueError('half')")
+    assert project.alley("up").returncode == 1
+    return ["up"]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "code", "message"),
+    [
+        (_no_down, 3, "0002_b.py has no down(db) function"),
+        (_drift, 6, "applied migrations differ from their files"),
+        (_out_of_order, 6, "pending 0001_a.py is older than applied migration 2"),
+        (_down_without_down, 3, "0001_a.py has no down(db) function"),
+        (_down_of_a_deleted_file, 6, "cannot roll back 0001_a.py: the migration file is gone"),
+        (_failed_after_writing, 6, "0001_a.py failed (up) after it wrote"),
+    ],
+    ids=lambda value: getattr(value, "__name__", None),
+)
+def test_a_plan_refuses_what_the_real_command_refuses(
+    project: Project, mongo_db: Any, scenario: Any, code: int, message: str
+) -> None:
+    command = scenario(project)
+    before = {name: list(mongo_db[name].find()) for name in mongo_db.list_collection_names()}
+
+    plan = project.alley(*command, "--plan")
+    plan_json = project.alley(*command, "--plan", "--json")
+    after_plans = {name: list(mongo_db[name].find()) for name in mongo_db.list_collection_names()}
+    real = project.alley(*command)
+
+    assert after_plans == before  # plans write nothing
+    for result in (plan, plan_json, real):
+        assert result.returncode == code, result.output
+        assert message in result.stderr
+        assert result.stdout == ""
+    assert plan.stderr == real.stderr
