@@ -335,3 +335,261 @@ def test_sys_exit_in_a_migration_fails_it_with_exit_1_and_the_lock_released(
     assert mongo_db.db_migrations.count_documents({}) == 0
     assert mongo_db.counters.count_documents({}) == 0
     assert mongo_db.db_migrations_lock.find_one(sort=[("_id", -1)])["released"] is True
+
+
+# --- configuration and connection errors: one line, the right code, no traceback ---------
+
+
+def only_line(result: Any) -> str:
+    """The one line of stderr (an error or a warning), and no traceback anywhere."""
+    assert "Traceback" not in result.output, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return str(lines[0])
+
+
+def alley_lines(result: Any) -> list[str]:
+    """alley's errors and warnings on stderr (progress lines aside), and no traceback."""
+    assert "Traceback" not in result.output, result.output
+    return [line for line in result.stderr.splitlines() if line.startswith("alley: ")]
+
+
+def server_location(uri: str) -> tuple[str, str]:
+    from urllib.parse import urlsplit
+
+    location = urlsplit(uri)
+    return location.hostname or "localhost", str(location.port or 27017)
+
+
+@pytest.mark.parametrize("warnings_option", ["default", "error::ResourceWarning"])
+def test_no_migrations_folder_with_a_url_is_one_line_without_resource_warnings(
+    tmp_path: Any, project: Project, warnings_option: str
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+
+    result = project.alley(
+        "status", cwd=empty, env={"PYTHONWARNINGS": warnings_option}, process=True
+    )
+
+    assert result.returncode == CONFIG, result.output
+    assert only_line(result).startswith("alley: error: no migrations/ folder in ")
+
+
+@pytest.mark.parametrize("warnings_option", ["default", "error::ResourceWarning"])
+def test_a_successful_history_closes_its_client(
+    project: Project, mongo_db: Any, warnings_option: str
+) -> None:
+    project.counter("0001_a.py")
+    assert project.alley("up").returncode == 0
+
+    result = project.alley("history", env={"PYTHONWARNINGS": warnings_option}, process=True)
+
+    assert result.returncode == 0, result.output
+    assert "0001_a.py" in result.stdout
+    assert result.stderr == ""
+
+
+def test_port_on_the_command_line_keeps_the_database_of_the_environment_url(
+    project: Project, mongo_db: Any, mongodb_server: Any
+) -> None:
+    project.counter("0001_a.py")
+    _host, port = server_location(mongodb_server.uri)
+    # The URL names the right database and a wrong port; -p puts the right one.
+    url = mongodb_server.uri_for_database(mongo_db.name).replace(f":{port}/", ":9/")
+
+    result = project.alley("-p", port, "up", url=False, env={"ALLEY_URL": url})
+
+    assert result.returncode == 0, result.output
+    assert alley_lines(result) == []
+    assert mongo_db.counters.find_one({"_id": "0001"})["n"] == 1
+
+
+def test_config_database_loses_to_the_environment_url(project: Project, mongo_db: Any) -> None:
+    (project.root / "pyproject.toml").write_text('[tool.alley]\ndatabase = "not_this_one"\n')
+    project.counter("0001_a.py")
+
+    result = project.alley("up", url=False, env={"ALLEY_URL": project.uri})
+
+    assert result.returncode == 0, result.output
+    assert mongo_db.counters.count_documents({}) == 1
+
+
+def test_path_to_another_project_uses_that_projects_settings(
+    tmp_path: Any, project: Project, mongo_db: Any
+) -> None:
+    (project.root / "pyproject.toml").write_text(f'[tool.alley]\nurl = "{project.uri}"\n')
+    project.counter("0001_a.py")
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "pyproject.toml").write_text('[tool.alley]\nurl = "mongodb://127.0.0.1:9/wrong"\n')
+
+    result = project.alley("../app", "up", url=False, cwd=here)
+
+    assert result.returncode == 0, result.output
+    assert mongo_db.counters.count_documents({}) == 1
+
+
+def test_a_stray_migrations_folder_above_the_project_is_not_used(
+    tmp_path: Any, project: Project
+) -> None:
+    (tmp_path / "migrations").mkdir()  # in a shared parent folder
+    (tmp_path / "migrations" / "0001_stray.py").write_text("def up(db): pass\n")
+    inner = tmp_path / "inner"
+    (inner / "src").mkdir(parents=True)
+    (inner / "pyproject.toml").write_text('[project]\nname = "inner"\n')
+
+    result = project.alley("status", cwd=inner / "src")
+
+    assert result.returncode == CONFIG, result.output
+    assert only_line(result) == (
+        f"alley: error: no migrations/ folder in {inner / 'src'} or its parents "
+        "(pass PATH (the folder that contains migrations/), or set ALLEY_PATH)"
+    )
+
+
+def test_malformed_url_is_exit_3_without_the_password(project: Project) -> None:
+    result = project.alley("--url", "mongodb://bob:s3cr3t@[::1", "status", url=False)
+
+    assert result.returncode == CONFIG, result.output
+    line = only_line(result)
+    assert line.startswith(
+        "alley: error: invalid URL 'mongodb://bob:***@[::1' (from the command line)"
+    )
+    assert "s3cr3t" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "name"),
+    [
+        ("-p", "abc", "port"),
+        ("--timeout", "soon", "timeout"),
+        ("--lease", "0", "lease"),
+        ("--lock-timeout", "x", "lock_timeout"),
+    ],
+)
+def test_bad_numbers_on_the_command_line_are_exit_3(
+    project: Project, option: str, value: str, name: str
+) -> None:
+    result = project.alley(option, value, "status")
+
+    assert result.returncode == CONFIG, result.output
+    assert only_line(result).startswith(
+        f"alley: error: invalid {name} '{value}' (from the command line): "
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("port", "true"), ("port", "27017.5"), ("port", '"27017"'), ("timeout", "false"),
+     ("lease", '"30"'), ("lock_timeout", "[60]"), ("host", "1"), ("database", "false")],
+)  # fmt: skip
+def test_wrong_types_in_tool_alley_are_exit_3_naming_the_file(
+    project: Project, key: str, value: str
+) -> None:
+    pyproject = project.root / "pyproject.toml"
+    pyproject.write_text(f"[tool.alley]\n{key} = {value}\n")
+
+    result = project.alley("status", url=False)
+
+    assert result.returncode == CONFIG, result.output
+    line = only_line(result)
+    assert line.startswith(f"alley: error: invalid {key} ")
+    assert f"(from [tool.alley] in {pyproject})" in line
+
+
+@pytest.mark.parametrize("name", ["has space", "a/b", "a.b", "x" * 64])
+def test_database_names_mongodb_refuses_are_exit_3_before_connecting(
+    project: Project, name: str
+) -> None:
+    # The server does not exist: exit 3, not 4, says nothing was tried.
+    result = project.alley(
+        "-db", name, "-h", "127.0.0.1", "-p", "9", "--timeout", "1", "status", url=False
+    )
+
+    assert result.returncode == CONFIG, result.output
+    assert only_line(result).startswith(
+        f"alley: error: invalid database name {name!r} (from the command line): "
+    )
+
+
+def test_no_database_anywhere_uses_test_with_one_warning(
+    project: Project, mongodb_server: Any, mongo_client: Any
+) -> None:
+    project.counter("0001_a.py")
+    mongo_client.drop_database("test")
+    try:
+        result = project.alley("up", url=False, env={"ALLEY_URL": mongodb_server.uri})
+        created = project.alley("create", "b", url=False, env={"ALLEY_URL": mongodb_server.uri})
+
+        assert result.returncode == 0, result.output
+        assert alley_lines(result) == [
+            "alley: warning: no database given: using 'test' as alley 0.0.3 did (name one "
+            "with -db, ALLEY_DATABASE, a URL ending in /NAME, or database in [tool.alley])"
+        ]
+        assert mongo_client["test"].counters.count_documents({}) == 1
+        assert created.returncode == 0, created.output
+        assert created.stderr == ""  # create does not connect: no warning
+    finally:
+        mongo_client.drop_database("test")
+        mongo_client.drop_database("test_alley")
+
+
+# --- a server that requires authentication ------------------------------------------------
+
+AUTH_USER, AUTH_PASSWORD = "deployer", "pa55-W0rd!"
+
+
+@pytest.fixture(scope="module")
+def auth_server(mongodb_server: Any) -> Any:
+    """A second server, with a user: the session's server usually has no authentication."""
+    from alley.testing import Credentials, start_server
+
+    kinds = ("uri",) if mongodb_server.kind == "uri" else ("mongod", "ferretdb")
+    server = start_server(kinds=kinds, credentials=Credentials(AUTH_USER, AUTH_PASSWORD, "admin"))
+    yield server
+    server.stop()
+
+
+def test_no_credentials_against_a_server_that_requires_them_is_exit_4(
+    project: Project, auth_server: Any
+) -> None:
+    project.counter("0001_a.py")
+    host, port = server_location(auth_server.uri)
+
+    result = project.alley("-db", "shop", "-h", host, "-p", port, "status", url=False)
+
+    assert result.returncode == CONNECTION, result.output
+    assert only_line(result) == (
+        f"alley: error: the server at {host}:{port} requires authentication to use database "
+        "shop (pass -u USER and set ALLEY_PASSWORD, or pass -w)"
+    )
+
+
+def test_username_without_a_password_is_exit_3(project: Project, auth_server: Any) -> None:
+    project.counter("0001_a.py")
+    host, port = server_location(auth_server.uri)
+
+    result = project.alley(
+        "-db", "shop", "-u", AUTH_USER, "-h", host, "-p", port, "status", url=False
+    )
+
+    assert result.returncode == CONFIG, result.output
+    assert only_line(result) == (
+        "alley: error: -u/--username given without a password (set ALLEY_PASSWORD or pass -w)"
+    )
+
+
+def test_username_with_the_password_from_the_environment_connects(
+    project: Project, auth_server: Any
+) -> None:
+    project.counter("0001_a.py")
+    host, port = server_location(auth_server.uri)
+
+    result = project.alley(
+        "-db", "shop", "-u", AUTH_USER, "-a", "admin", "-h", host, "-p", port, "status",
+        url=False, env={"ALLEY_PASSWORD": AUTH_PASSWORD},
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.output
+    assert "0001_a.py" in result.stdout
