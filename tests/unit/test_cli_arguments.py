@@ -169,7 +169,7 @@ def test_up_without_options(api_calls: Calls) -> None:
         (["./app", "status"], {"path": "./app"}, ["status"]),
         (
             ["-db", "x", "-h", "h", "-p", "1", "./app", "up", "3", "--fake"],
-            {"database": "x", "host": "h", "port": 1, "path": "./app"},
+            {"database": "x", "host": "h", "port": "1", "path": "./app"},  # checked by settings
             ["up", "3", "--fake"],
         ),
         (["-db", "status", "status"], {"database": "status", "path": None}, ["status"]),
@@ -295,7 +295,6 @@ def test_unknown_command_is_named_in_the_error(args: list[str], word: str, capsy
     "args",
     [
         ["status", "--bogus"],
-        ["-p", "port", "status"],
         ["down", "--steps", "0"],
         ["down", "--steps", "-2"],
         ["down", "--steps", "x"],
@@ -308,6 +307,11 @@ def test_unknown_command_is_named_in_the_error(args: list[str], word: str, capsy
 )
 def test_bad_arguments_are_a_one_line_usage_error(args: list[str], capsys) -> None:
     assert main(args) == ExitCode.USAGE
+    one_line_error(capsys.readouterr().err)
+
+
+def test_a_port_that_is_not_a_number_is_exit_3(capsys) -> None:
+    assert main(["-p", "port", "status"]) == ExitCode.CONFIG  # settings check numbers
     one_line_error(capsys.readouterr().err)
 
 
