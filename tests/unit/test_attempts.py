@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from alley.attempts import annotate
+from alley.attempts import annotate, recorded_elsewhere, settled_note, started_at
 from alley.attempts import dead_attempts as dead_attempts_of
 from alley.model import (
     Attempt,
@@ -224,3 +225,59 @@ def test_a_down_run_that_died_removed_what_it_finished() -> None:
 
     assert (names(finished), names(interrupted)) == (["0003_m.py"], ["0002_m.py"])
     assert names(unstarted) == ["0001_m.py"]
+
+
+# -- a record another tool (alley 0.0.3) wrote since -------------------------------------
+
+
+@pytest.mark.parametrize("event", [Event.STARTED, Event.INTERRUPTED, Event.FAILED])
+def test_an_up_left_open_that_003_recorded_since_counts_as_applied(event: Event) -> None:
+    current = statuses(record(1, "dead-run"), record(2, None), count=3)
+    claims = [attempt(2, event, DEAD, writes=1), attempt(3, Event.STARTED, DEAD)]
+
+    dead = dead_attempts_of(current, claims, None)
+
+    assert names(list(dead.recorded)) == ["0002_m.py"]
+    assert dead.interrupted == ()
+    assert names(list(dead.unstarted)) == ["0003_m.py"]  # claimed after it, never started
+    assert attempts_of(annotate(current, claims, None)) == [None, None, None]
+    assert names(list(recorded_elsewhere(current, claims, None))) == ["0002_m.py"]
+    what = "failed" if event is Event.FAILED else "interrupted"
+    assert settled_note(claims[0], closed=True) == (
+        f"0002_m.py: its {what} step was since recorded as applied "
+        "(by alley 0.0.3 or another tool); closed"
+    )
+
+
+def test_the_live_runs_step_is_running_whatever_record_appears() -> None:
+    current = statuses(record(1, None))
+    claims = [attempt(1, Event.STARTED, LIVE)]
+
+    assert attempts_of(annotate(current, claims, lock(LIVE))) == [Attempt.RUNNING, None]
+    assert recorded_elsewhere(current, claims, lock(LIVE)) == ()
+
+
+def test_a_down_left_open_is_not_settled_by_the_record_it_did_not_remove() -> None:
+    current = statuses(record(1, None))
+    claims = [attempt(1, Event.STARTED, DEAD, Direction.DOWN)]
+
+    assert attempts_of(annotate(current, claims, None)) == [Attempt.INTERRUPTED, None]
+    assert recorded_elsewhere(current, claims, None) == ()
+
+
+# -- when a step started ---------------------------------------------------------------
+
+
+def test_an_interrupted_up_started_when_its_run_recorded_the_step_before() -> None:
+    before = dataclasses.replace(record(1, "dead-run"), date=NOW + timedelta(seconds=42))
+    current = statuses(before, count=3)
+    claims = [attempt(n, Event.STARTED, DEAD) for n in (2, 3)]  # claimed at NOW
+
+    [entry] = [s.attempt_entry for s in annotate(current, claims, None) if s.attempt_entry]
+
+    assert entry.at == NOW + timedelta(seconds=42)
+    assert started_at(claims[0], current) == NOW + timedelta(seconds=42)
+    # Never after the store's now; a down step's start is its open attempt's.
+    assert started_at(claims[0], current, NOW + timedelta(seconds=1)) == NOW + timedelta(seconds=1)
+    down = attempt(1, Event.STARTED, DEAD, Direction.DOWN)
+    assert started_at(down, current) == NOW

@@ -430,3 +430,39 @@ def test_no_history_store_is_exit_8(world: World, tmp_path: Path) -> None:
     engine = Engine(settings, db=world)
     with pytest.raises(PluginError, match="no plugin provides a history store"):
         api.status(settings, project=engine)
+
+
+# -- when a step started ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mark_after_s", [0.0, 3600.0], ids=["slow-start", "quick-start"])
+def test_a_step_that_starts_late_writes_its_start_to_its_open_attempt_first(
+    world: World, monkeypatch: pytest.MonkeyPatch, mark_after_s: float
+) -> None:
+    monkeypatch.setattr("alley.engine.MARK_START_AFTER_S", mark_after_s)
+    world.write("0001_a.py")
+    world.write("0002_b.py", up="db.call('0002')")
+    seen: list[Any] = []
+    world.during["0002"] = lambda: seen.extend(world.store.read_open())
+
+    api.up(world.settings(), project=world.engine())
+
+    claimed = {e.filename: e for e in seen}["0002_b.py"]
+    first = {e.filename: e for e in seen}["0001_a.py"]
+    succeeded = {e.filename: e for e in world.store.read_log() if e.event is Event.SUCCEEDED}
+    if mark_after_s:  # no write: the claim's time (the run's records tell past it)
+        assert claimed.at < succeeded["0002_b.py"].at
+    else:  # written before it ran: what its log entry says too
+        assert claimed.at == succeeded["0002_b.py"].at > first.at
+    assert succeeded["0002_b.py"].at >= succeeded["0001_a.py"].at
+
+
+def test_mark_applied_leaves_a_003_record_as_it_is(world: World) -> None:
+    world.write("0001_a.py")
+    old = HistoryRecord(1, "0001_a.py", world.store_clock(), None, {})
+    world.store.records.append(old)
+
+    api.mark(world.settings(), 1, applied=True, project=world.engine())
+
+    assert world.store.read_records() == [old]
+    assert [e.event for e in world.store.read_log()] == [Event.MARKED_APPLIED]
