@@ -47,7 +47,7 @@ class UsageError(AlleyError):
 
 
 class ConfigError(AlleyError):
-    """Bad settings or project layout: PATH missing, a bad pyproject.toml, no database name."""
+    """Bad settings or project layout: PATH missing, a bad pyproject.toml, a malformed URL."""
 
     exit_code = ExitCode.CONFIG
 
