@@ -44,9 +44,8 @@ def alley_connect(settings: Settings) -> Database[Any]:
     from pymongo import errors
 
     target = settings.connection()
-    if target.username and not target.password and target.mechanism not in (
-        PASSWORDLESS_MECHANISMS
-    ):
+    passwordless = target.mechanism in PASSWORDLESS_MECHANISMS
+    if target.username and not target.password and not passwordless:
         raise ConfigError(
             f"{target.username_origin} given without a password",
             hint="set ALLEY_PASSWORD or pass -w",
@@ -80,9 +79,7 @@ def alley_connect(settings: Settings) -> Database[Any]:
         db: Database[Any] = get_db(alias)
         db.command("ping")
     except errors.OperationFailure as error:
-        raise refusal(error, target, name) or ConnectionFailed(
-            _clean(str(error), target)
-        ) from None
+        raise refusal(error, target, name) or ConnectionFailed(_clean(str(error), target)) from None
     except errors.ConnectionFailure:
         raise ConnectionFailed(
             f"cannot reach the server at {target.where} within {settings.timeout:g}s",
