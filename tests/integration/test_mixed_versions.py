@@ -210,3 +210,23 @@ def test_accepting_an_edit_keeps_the_records_date_so_003_rolls_back_from_the_new
     old("down", "2")  # still from 0003, the newest-dated
     assert recorded(mongo_db) == ["0001_a.py"]
     assert counters(mongo_db) == {"0001": 1, "0002": 0, "0003": 0}
+
+
+def test_accepting_a_rename_of_a_003_record_keeps_its_id_and_date(
+    project: Project, mongo_db: Any, old: Old
+) -> None:
+    write(project, "0001_a.py", "0002_b.py")
+    old("up")
+    before = mongo_db.db_migrations.find_one({"filename": "0001_a.py"})
+    (project.folder / "0001_a.py").rename(project.folder / "0001_first.py")
+    assert "renamed: recorded as 0001_a.py" in ok(project, "status")
+
+    ok(project, "mark", "1", "--applied")
+
+    after = mongo_db.db_migrations.find_one({"id": 1})
+    assert (after["filename"], after["id"], after["date"]) == ("0001_first.py", 1, before["date"])
+    assert recorded(mongo_db) == ["0001_first.py", "0002_b.py"]
+    assert NOTHING_TO_EXECUTE in old("status").stderr  # 0.0.3 finds it under its new name
+    old("down", "1")  # from 0002, still the newest-dated
+    assert recorded(mongo_db) == []
+    assert counters(mongo_db) == {"0001": 0, "0002": 0}
