@@ -296,7 +296,7 @@ class Migrations:
             else:
                 logger.info("Migration %s is already applied, nothing to execute", target)
         return [
-            _file(s.id, s.migration.filename if s.migration else s.filename)
+            MigrationFile(s.id, s.migration.filename if s.migration else s.filename)
             for s in planned.plan.steps
         ]
 
@@ -330,7 +330,7 @@ class Migrations:
             self._log_not_down(target)
             return []
         return [
-            _file(s.id, s.migration.filename if s.migration else s.filename)
+            MigrationFile(s.id, s.migration.filename if s.migration else s.filename)
             for s in planned.plan.steps
         ]
 
@@ -358,13 +358,13 @@ class Migrations:
         self._new_command()
         with self.project.attributed():
             found = self.project.migrations
-        return sorted((_file(m.id, m.filename) for m in found), key=lambda m: m.id)
+        return sorted((MigrationFile(m.id, m.filename) for m in found), key=lambda m: m.id)
 
     def _unregistered(self) -> list[MigrationFile]:
         self._new_command()
         report = api.status(self.settings, project=self.project)
         return [
-            _file(s.id, s.migration.filename)
+            MigrationFile(s.id, s.migration.filename)
             for s in report.statuses
             if s.state is State.PENDING and s.migration is not None
         ]
@@ -415,10 +415,6 @@ class Migrations:
             logger.error("Migration does not exists %s", target)
         else:
             logger.error("Migration is not applied %s", target)
-
-
-def _file(migration_id: int, filename: str) -> MigrationFile:
-    return MigrationFile(migration_id, filename)
 
 
 def _log(step: LogEntry) -> None:
