@@ -7,7 +7,7 @@ group builds ``alley.MongoMigrations(...)`` and whose subcommands call
 the migrations) on a MongoEngine client. Then every 0.0.3 method and attribute, the
 DeprecationWarning, and 0.0.3's console-script target ``alley.alley_cli.cli``.
 
-The click tests need click (alley does not depend on it); they are skipped without it.
+click, which those projects use, is a test dependency (alley itself does not need it).
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def make_tool(click: Any) -> Any:
 def test_click_tool_on_mongo_migrations(
     tmp_path: Path, mongodb_uri: str, mongo_db: Any, info_logs: pytest.LogCaptureFixture
 ) -> None:
-    click = pytest.importorskip("click")
+    import click
     from click.testing import CliRunner
 
     app = tmp_path / "app"
@@ -240,7 +240,7 @@ def auth_server(mongodb_server: Server) -> Iterator[Server]:
 def test_click_tool_with_credentials(
     tmp_path: Path, auth_server: Server, info_logs: pytest.LogCaptureFixture
 ) -> None:
-    click = pytest.importorskip("click")
+    import click
     from click.testing import CliRunner
     from pymongo import MongoClient
 
@@ -703,12 +703,10 @@ def test_the_alley_command_prints_no_warning(project: Project) -> None:
 
 
 def test_alley_cli_is_the_alley_command(tmp_path: Path, mongo_db_uri: str, mongo_db: Any) -> None:
-    click = pytest.importorskip("click")
     from click.testing import CliRunner
 
     from alley.alley_cli import cli
 
-    assert isinstance(cli, click.Command)
     app = tmp_path / "app"
     migration(app / "migrations", "0001_a.py", "db.a.insert_one({})", "db.a.delete_many({})")
     runner = CliRunner()
@@ -735,7 +733,6 @@ def test_alley_cli_is_the_alley_command(tmp_path: Path, mongo_db_uri: str, mongo
 
 
 def test_alley_cli_keeps_0_0_3_command_lines(tmp_path: Path, mongodb_uri: str) -> None:
-    pytest.importorskip("click")
     from click.testing import CliRunner
     from pymongo import MongoClient
 
@@ -755,3 +752,18 @@ def test_alley_cli_keeps_0_0_3_command_lines(tmp_path: Path, mongodb_uri: str) -
             assert client.alley_cli_003.db_migrations.find_one()["fake"] is True
         finally:
             client.drop_database("alley_cli_003")
+
+
+def test_alley_cli_called_as_a_console_script_reads_argv_and_exits(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import sys
+
+    from alley.alley_cli import cli
+
+    monkeypatch.setattr(sys, "argv", ["alley", "--path", str(tmp_path / "nowhere"), "status"])
+    with pytest.raises(SystemExit) as exited:
+        cli()
+
+    assert exited.value.code == ExitCode.CONFIG
+    assert capsys.readouterr().err.startswith("alley: error: PATH")
