@@ -193,8 +193,11 @@ class Migrations:
                 logger.info("Migration %s is already applied, nothing to execute", target)
         return report
 
-    def down(self, migration_id: int | str, fake: bool = False) -> RunReport:
-        """Roll back applied migrations, newest first, down to and including ``migration_id``.
+    def down(
+        self, migration_id: int | str | None = None, fake: bool = False, *, steps: int | None = None
+    ) -> RunReport:
+        """Roll back applied migrations, newest first, down to and including ``migration_id``;
+        the last ``steps`` of them; or, with neither, the last applied one.
 
         Logs ``Rollback migration <filename>`` before each step.
 
@@ -204,13 +207,20 @@ class Migrations:
         target = self._target(migration_id)
         self._new_command()
         try:
-            return api.down(self.settings, target, fake=fake, project=self.project, on_start=_log)
+            return api.down(
+                self.settings, target, steps=steps, fake=fake, project=self.project, on_start=_log
+            )
         except MigrationsFolderMissing:
             self._log_missing_directory()
             raise
         except UsageError:
             self._log_not_down(target)
             raise
+
+    def redo(self, fake: bool = False) -> api.RedoReport:
+        """Roll back the last applied migration, then apply it again, under one lock."""
+        self._new_command()
+        return api.redo(self.settings, fake=fake, project=self.project, on_start=_log)
 
     def status(self) -> StatusReport:
         """Every migration and its state."""

@@ -40,6 +40,32 @@ def test_readme_example_with_mongoengine_connect_and_get_db(
         disconnect("readme")
 
 
+def test_api_rollbacks_the_last_the_last_n_and_redo(tmp_path: Path, mongo_db: Any) -> None:
+    folder = tmp_path / "migrations"
+    for n in (1, 2, 3):
+        write(
+            folder,
+            f"000{n}_m{n}.py",
+            f"db.c.insert_one({{'n': {n}}})",
+            f"db.c.delete_one({{'n': {n}}})",
+        )
+    migrations = Migrations(tmp_path, mongo_db)
+    migrations.up()
+
+    assert [s.filename for s in migrations.down().steps] == ["0003_m3.py"]
+    assert [s.filename for s in migrations.down(steps=2).steps] == ["0002_m2.py", "0001_m1.py"]
+    assert mongo_db.c.count_documents({}) == 0
+
+    migrations.up()
+    redone = migrations.redo()
+    assert [(s.filename, s.direction.value) for s in redone.steps] == [
+        ("0003_m3.py", "down"),
+        ("0003_m3.py", "up"),
+    ]
+    assert sorted(d["n"] for d in mongo_db.c.find()) == [1, 2, 3]
+    assert mongo_db.db_migrations.count_documents({}) == 3
+
+
 def test_api_methods_up_down_status_create_fake(tmp_path: Path, mongo_db: Any) -> None:
     migrations = Migrations(tmp_path, mongo_db)
     created = migrations.create("Add Users")
