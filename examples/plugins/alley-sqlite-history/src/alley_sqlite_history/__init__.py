@@ -234,6 +234,23 @@ class SqliteHistoryStore:
         with self._transaction() as db:
             db.execute("DELETE FROM records WHERE filename = ?", (record.filename,))
 
+    def replace_record(self, old: HistoryRecord, new: HistoryRecord) -> None:
+        # Optional (alley.store.ReplacesRecords): accepting an edit or a rename keeps the
+        # old record's date, in one transaction.
+        date = old.date if old.date is not None else new.date
+        with self._transaction() as db:
+            db.execute("DELETE FROM records WHERE filename IN (?, ?)", (old.filename, new.filename))
+            db.execute(
+                "INSERT INTO records (filename, id, date, checksum, extra) VALUES (?, ?, ?, ?, ?)",
+                (
+                    new.filename,
+                    new.id,
+                    _text(date) if date is not None else None,
+                    new.checksum,
+                    _json(new.extra),
+                ),
+            )
+
     # -- Lock -----------------------------------------------------------------------------
 
     def lock_state(self) -> LockState | None:
