@@ -60,13 +60,15 @@ def print_json(data: Any, out: TextIO | None = None) -> None:
 def location(settings: Settings) -> dict[str, str | None]:
     """Where a command looks: the migrations folder, the server (never its password)
     and the database."""
+    from alley.settings import DEFAULT_DATABASE
     from alley_plugins.filesystem import migrations_folder
 
     folder = migrations_folder(settings)
     return {
         "folder": str(folder.resolve()) if folder is not None else None,
         "server": settings.redacted_target(),
-        "database": settings.database_name,
+        # Unnamed anywhere, the connection uses 0.0.3's default (and warns).
+        "database": settings.database_name or DEFAULT_DATABASE,
     }
 
 
@@ -77,7 +79,7 @@ def location_line(settings: Settings) -> str:
     where = location(settings)
     return (
         f"migrations: {where['folder'] or '(none found)'} · server: {where['server']} · "
-        f"database: {where['database'] or '(none)'}"
+        f"database: {where['database']}"
     )
 
 

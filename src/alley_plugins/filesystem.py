@@ -1,7 +1,7 @@
 """Migrations as files: ``<PATH>/migrations/NNNN_name.py`` (alley 0.0.3's layout).
 
 PATH comes from the settings; without one, the nearest ``migrations/`` folder in the
-current directory or its parents is used. The folder's name is the
+current directory or its parents, up to the project's root, is used. The folder's name is the
 ``migrations_directory`` option (``[tool.alley]``, ``-o``, or 0.0.3's
 ``Migrations.MIGRATIONS_DIRECTORY``); empty, PATH itself holds the migrations.
 """
@@ -89,7 +89,17 @@ def alley_discover_migrations(settings: Settings) -> Sequence[Migration]:
     name = folder_name(settings)
     folder = migrations_folder(settings)
     if folder is None or not folder.is_dir():
-        where = f"in {settings.cwd} or its parents" if folder is None else f"in {folder.parent}"
+        if folder is not None:
+            where = f"in {folder.parent}"
+        else:
+            from alley.settings import project_root
+
+            root = project_root(settings.cwd)
+            where = (
+                f"in {settings.cwd}"
+                if root is None or root == settings.cwd.resolve()
+                else f"in {settings.cwd} or its parents up to the project's root {root}"
+            )
         hint = (
             f"pass PATH (the folder that contains {name}/), or set ALLEY_PATH"
             if folder is None

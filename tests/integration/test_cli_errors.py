@@ -443,8 +443,8 @@ def test_a_stray_migrations_folder_above_the_project_is_not_used(
 
     assert result.returncode == CONFIG, result.output
     assert only_line(result) == (
-        f"alley: error: no migrations/ folder in {inner / 'src'} or its parents "
-        "(pass PATH (the folder that contains migrations/), or set ALLEY_PATH)"
+        f"alley: error: no migrations/ folder in {inner / 'src'} or its parents up to the "
+        f"project's root {inner} (pass PATH (the folder that contains migrations/), or set ALLEY_PATH)"
     )
 
 
@@ -530,6 +530,8 @@ def test_no_database_anywhere_uses_test_with_one_warning(
         assert mongo_client["test"].counters.count_documents({}) == 1
         assert created.returncode == 0, created.output
         assert created.stderr == ""  # create does not connect: no warning
+        status = project.alley("status", url=False, env={"ALLEY_URL": mongodb_server.uri})
+        assert status.stdout.splitlines()[0].endswith(" · database: test")
     finally:
         mongo_client.drop_database("test")
         mongo_client.drop_database("test_alley")

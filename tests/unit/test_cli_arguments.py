@@ -221,12 +221,26 @@ def test_create_under_path(clean_environment: Path) -> None:
 def test_create_finds_migrations_in_a_parent(
     clean_environment: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    (clean_environment / ".git").mkdir()  # the project's root: the search stops here
     (clean_environment / "migrations").mkdir()
     deep = clean_environment / "app" / "pkg"
     deep.mkdir()
     monkeypatch.chdir(deep)
     assert main(["create", "x"]) == 0
     assert (clean_environment / "migrations" / "0001_x.py").is_file()
+
+
+def test_create_does_not_use_a_migrations_folder_above_the_project_root(
+    clean_environment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (clean_environment / "migrations").mkdir()  # a stray one, in a shared parent folder
+    project = clean_environment / "project"
+    (project / "pkg").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("")
+    monkeypatch.chdir(project / "pkg")
+    assert main(["create", "x"]) == 0
+    assert not list((clean_environment / "migrations").iterdir())
+    assert (project / "pkg" / "migrations" / "0001_x.py").is_file()
 
 
 def test_create_with_an_unusable_name_is_a_usage_error(clean_environment: Path, capsys) -> None:
