@@ -444,7 +444,8 @@ def test_a_stray_migrations_folder_above_the_project_is_not_used(
     assert result.returncode == CONFIG, result.output
     assert only_line(result) == (
         f"alley: error: no migrations/ folder in {inner / 'src'} or its parents up to the "
-        f"project's root {inner} (pass PATH (the folder that contains migrations/), or set ALLEY_PATH)"
+        f"project's root {inner} "
+        "(pass PATH (the folder that contains migrations/), or set ALLEY_PATH)"
     )
 
 
