@@ -90,3 +90,51 @@ def test_a_migration_recorded_twice_by_0_0_3_shows_once_and_down_removes_both(
     assert [m["filename"] for m in status["migrations"]] == ["0001_a.py"]
     assert down.returncode == 0, down.output
     assert mongo_db.db_migrations.count_documents({}) == 0
+
+
+def test_deleted_applied_file_commands_that_get_the_old_behaviour(
+    project: Project, mongo_db: Any
+) -> None:
+    """0.0.3 skipped a deleted file's record; now it is drift, with two ways past it
+    (docs/upgrading.md)."""
+    for name in ("0001_a.py", "0002_b.py"):
+        project.counter(name)
+    seed_0_0_3_history(mongo_db, "0001_a.py")
+    (project.folder / "0001_a.py").unlink()
+
+    refused = project.alley("up")
+    allowed = project.alley("up", "--allow-drift")
+
+    assert refused.returncode == 6, refused.output
+    assert allowed.returncode == 0, allowed.output
+    assert {d["_id"] for d in mongo_db.counters.find()} == {"0002"}
+
+    marked = project.alley("mark", "1", "--pending")
+
+    assert marked.returncode == 0, marked.output
+    assert [r["filename"] for r in mongo_db.db_migrations.find()] == ["0002_b.py"]
+    assert project.alley("verify").returncode == 0
+
+
+def test_files_without_up_or_down_are_refused_and_fake_gets_past_them(
+    project: Project, mongo_db: Any
+) -> None:
+    """0.0.3 recorded a file without up() and ran one without down(); now both are refused
+    before anything runs, and --fake records or forgets them (docs/upgrading.md)."""
+    (project.folder / "0001_no_up.py").write_text("def down(db):\n    pass\n")
+    (project.folder / "0002_no_down.py").write_text("def up(db):\n    db.x.insert_one({})\n")
+
+    refused = project.alley("up")
+    faked = project.alley("up", "--fake")
+
+    assert refused.returncode == 3, refused.output
+    assert "has no up(db) function" in refused.stderr
+    assert faked.returncode == 0, faked.output
+    assert mongo_db.x.count_documents({}) == 0
+    assert mongo_db.db_migrations.count_documents({}) == 2
+
+    assert project.alley("down").returncode == 3
+    forgot = project.alley("down", "--fake")
+
+    assert forgot.returncode == 0, forgot.output
+    assert [r["filename"] for r in mongo_db.db_migrations.find()] == ["0001_no_up.py"]
