@@ -193,6 +193,9 @@ class LogEntry:
         entries across runs. :ivar seq: the order within one run.
     :ivar writes: for a failed step, how many write commands its code sent before it
         raised (``None``: unknown, counted as some).
+    :ivar checkpoints: where each of the step's batch helpers
+        (:meth:`alley.data.Step.backfill`) got to: the step resumes from them when it
+        failed or was interrupted having written only through them.
     """
 
     step: str
@@ -210,6 +213,103 @@ class LogEntry:
     generation: int = 0
     seq: int = 0
     writes: int | None = None
+    checkpoints: tuple[Checkpoint, ...] = ()
+
+    @property
+    def checkpointed_done(self) -> int:
+        """How many documents the step's batch helpers did, from its checkpoints."""
+        return sum(c.done for c in self.checkpoints)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where one batch helper of a step got to, written after each batch it applied.
+
+    :ivar name: the helper's name in the step (``users#1``: its collection and its
+        place among the step's helpers, or the ``name=`` it was given).
+    :ivar last_id: the ``_id`` of the last document of the last batch applied (any
+        BSON value); the helper resumes after it.
+    :ivar done: how many documents it went through so far (all batches, all attempts).
+    :ivar finished: whether it went through its whole collection.
+    """
+
+    name: str
+    last_id: Any
+    done: int
+    finished: bool = False
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "last_id": self.last_id,
+            "done": self.done,
+            "finished": self.finished,
+        }
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Checkpoint:
+        return cls(
+            name=str(document["name"]),
+            last_id=document.get("last_id"),
+            done=int(document.get("done") or 0),
+            finished=bool(document.get("finished", False)),
+        )
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """A progress event: one batch of a batch helper applied (or a helper started,
+    ``batch == 0``, or finished, ``finished``).
+
+    :ivar filename: the migration's filename. :ivar name: the helper's checkpoint name
+        (``users#1``). :ivar collection: the collection it walks.
+    :ivar done: documents gone through so far (including those of earlier attempts it
+        resumed from). :ivar total: the estimate of all it will go through (done so
+        far plus what its filter still selects), ``None`` when unknown.
+    :ivar batch: the batch's number in this attempt (1, 2, ...).
+    :ivar last_id: the last ``_id`` of the batch.
+    :ivar rate_per_s: documents per second in this attempt.
+    :ivar elapsed_s: seconds since the helper started in this attempt.
+    :ivar eta_s: seconds left at this rate, ``None`` when unknown.
+    :ivar direction: ``up`` or ``down``.
+    :ivar finished: the helper's last event: it went through its collection.
+    :ivar resumed_from: documents done by earlier attempts it resumed after.
+    """
+
+    filename: str
+    name: str
+    collection: str
+    done: int
+    total: int | None
+    batch: int
+    last_id: Any
+    rate_per_s: float
+    elapsed_s: float
+    eta_s: float | None
+    direction: Direction = Direction.UP
+    finished: bool = False
+    resumed_from: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (``last_id`` as its string form)."""
+        return {
+            "filename": self.filename,
+            "name": self.name,
+            "collection": self.collection,
+            "direction": str(self.direction),
+            "done": self.done,
+            "total": self.total,
+            "batch": self.batch,
+            "last_id": None if self.last_id is None else str(self.last_id),
+            "rate_per_s": round(self.rate_per_s, 3),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "eta_s": None if self.eta_s is None else round(self.eta_s, 3),
+            "finished": self.finished,
+            "resumed_from": self.resumed_from,
+        }
+
+
+ProgressCallback = Callable[[BatchProgress], None]
 
 
 class State(enum.StrEnum):
@@ -224,6 +324,8 @@ class Attempt(enum.StrEnum):
     INTERRUPTED = "interrupted"  # started by a run that died: a person must decide
     FAILED = "failed"  # raised having written nothing (or idempotent): runs again
     FAILED_AFTER_WRITING = "failed-after-writing"  # raised after writing: a person decides
+    RESUMABLE = "resumable"  # failed or stopped having written only through checkpointed
+    # batch helpers: the next up runs it again, each helper resuming after its checkpoint
 
 
 class Drift(enum.StrEnum):
