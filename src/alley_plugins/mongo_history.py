@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from alley.hookspecs import hookimpl
 from alley.model import (
+    Checkpoint,
     Direction,
     Event,
     HistoryRecord,
@@ -419,6 +420,11 @@ def _log_document(entry: LogEntry) -> dict[str, Any]:
         "generation": entry.generation,
         "seq": entry.seq,
         "writes": entry.writes,
+        **(
+            {"checkpoints": [c.to_document() for c in entry.checkpoints]}
+            if entry.checkpoints
+            else {}
+        ),
     }
 
 
@@ -450,6 +456,7 @@ def _log_entry(document: dict[str, Any]) -> LogEntry:
         generation=int(document.get("generation", 0)),
         seq=int(document.get("seq", 0)),
         writes=None if document.get("writes") is None else int(document["writes"]),
+        checkpoints=tuple(Checkpoint.from_document(c) for c in document.get("checkpoints") or ()),
     )
 
 

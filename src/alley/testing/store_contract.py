@@ -57,7 +57,15 @@ from typing import Any, ClassVar, TypeVar
 
 import pytest
 
-from alley.model import Direction, Event, HistoryRecord, Holder, LockState, LogEntry
+from alley.model import (
+    Checkpoint,
+    Direction,
+    Event,
+    HistoryRecord,
+    Holder,
+    LockState,
+    LogEntry,
+)
 from alley.store import (
     ClaimConflict,
     HistoryStore,
@@ -1025,6 +1033,39 @@ class StoreContract:
         store.log(entries)
 
         assert_same_entries(store.read_log(), entries)
+
+    def test_checkpoints_round_trip_in_open_attempts_and_the_log(self, store: HistoryStore) -> None:
+        """A step's batch helpers checkpoint into its open attempt after each batch
+        (``log([], keep_open=[...])``); their ``last_id`` is any BSON value."""
+        from bson import ObjectId
+
+        run = holder("run")
+        claim = attempt("0003_backfill.py", run)
+        first = dataclasses.replace(
+            claim,
+            writes=0,
+            checkpoints=(Checkpoint("users#1", ObjectId("65a1b2c3d4e5f60718293a4b"), 1000),),
+        )
+        later = dataclasses.replace(
+            first,
+            checkpoints=(
+                Checkpoint("users#1", ObjectId("65a1b2c3d4e5f60718293a4c"), 2000, finished=True),
+                Checkpoint("orders", 41, 7),
+                Checkpoint("names#3", "zoe", 3),
+            ),
+        )
+        store.open_attempts([claim])
+        store.log([], keep_open=[first])
+        assert_open(store, [first])
+        store.log([], keep_open=[later])
+        assert_open(store, [later])
+
+        failed = dataclasses.replace(later, event=Event.FAILED, seq=2, error="boom")
+        store.log([failed], keep_open=[failed])
+
+        assert_same_entries(store.read_log(), [failed])
+        assert_open(store, [failed])
+        assert store.read_open()[0].checkpoints[0].last_id == ObjectId("65a1b2c3d4e5f60718293a4c")
 
 
 def _current(store: HistoryStore) -> LockState:

@@ -42,9 +42,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bson import json_util
+
 from alley.errors import ConfigError, LockBusy
 from alley.hookspecs import hookimpl
-from alley.model import Direction, Event, HistoryRecord, Holder, LockState, LogEntry
+from alley.model import (
+    Checkpoint,
+    Direction,
+    Event,
+    HistoryRecord,
+    Holder,
+    LockState,
+    LogEntry,
+)
 from alley.settings import find_pyproject, read_config
 from alley.store import ClaimConflict, RecordExists
 from alley_plugins.filesystem import migrations_folder
@@ -59,7 +69,7 @@ OPTION = "sqlite_history"
 FILENAME = "alley-history.sqlite3"
 #: How long a write waits for another process's transaction on the file.
 BUSY_TIMEOUT_S = 30.0
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -93,7 +103,8 @@ CREATE TABLE IF NOT EXISTS run_log (
     resolves TEXT NOT NULL,
     generation INTEGER NOT NULL,
     seq INTEGER NOT NULL,
-    writes INTEGER
+    writes INTEGER,
+    checkpoints TEXT
 );
 CREATE INDEX IF NOT EXISTS run_log_order ON run_log (generation, seq, position);
 CREATE TABLE IF NOT EXISTS open_attempts (
@@ -111,14 +122,15 @@ CREATE TABLE IF NOT EXISTS open_attempts (
     resolves TEXT NOT NULL,
     generation INTEGER NOT NULL,
     seq INTEGER NOT NULL,
-    writes INTEGER
+    writes INTEGER,
+    checkpoints TEXT
 );
 """
 
 # A log entry's columns, in the order of _entry_row and _entry.
 _ENTRY = (
     "step, event, migration_id, filename, direction, at, holder, checksum, duration_s, "
-    "fake, error, resolves, generation, seq, writes"
+    "fake, error, resolves, generation, seq, writes, checkpoints"
 )
 _GENERATION = "generation, holder, acquired_at, heartbeat_at, lease_s, released"
 
@@ -161,6 +173,9 @@ class SqliteHistoryStore:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
+                if version == 1:  # schema 2 keeps the batch helpers' checkpoints
+                    for table in ("run_log", "open_attempts"):
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN checkpoints TEXT")
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -419,6 +434,7 @@ def _entry_row(entry: LogEntry) -> tuple[Any, ...]:
         entry.generation,
         entry.seq,
         entry.writes,
+        _checkpoints_text(entry.checkpoints),
     )
 
 
@@ -439,6 +455,7 @@ def _entry(row: Sequence[Any]) -> LogEntry:
         generation,
         seq,
         writes,
+        checkpoints,
     ) = row
     return LogEntry(
         step=step,
@@ -456,7 +473,23 @@ def _entry(row: Sequence[Any]) -> LogEntry:
         generation=int(generation),
         seq=int(seq),
         writes=writes,
+        checkpoints=_checkpoints(checkpoints),
     )
+
+
+def _checkpoints_text(checkpoints: Sequence[Checkpoint]) -> str | None:
+    # Extended JSON: a checkpoint's last _id may be any BSON value (an ObjectId...).
+    if not checkpoints:
+        return None
+    return json_util.dumps(
+        [c.to_document() for c in checkpoints], json_options=json_util.CANONICAL_JSON_OPTIONS
+    )
+
+
+def _checkpoints(text: str | None) -> tuple[Checkpoint, ...]:
+    if not text:
+        return ()
+    return tuple(Checkpoint.from_document(c) for c in json_util.loads(text))
 
 
 # -- where the file is ------------------------------------------------------------------------
