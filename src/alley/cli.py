@@ -287,6 +287,15 @@ PlanOption = Annotated[
     typer.Option("--plan", help="Show what would run, and the lock; write nothing. Exit 7 if any."),
 ]
 
+EventsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--events",
+        metavar="FILE",
+        help="Append progress events to FILE as JSON lines ('-': stderr).",
+    ),
+]
+
 
 @app.command(options_metavar="[OPTIONS]")
 def up(
@@ -306,6 +315,7 @@ def up(
     ] = False,
     retry: RetryOption = False,
     as_json: JsonOption = False,
+    events: EventsOption = None,
 ) -> None:
     """Run pending migrations in order."""
     from alley import api
@@ -333,6 +343,7 @@ def up(
             **callbacks,
         ),
         as_json,
+        events,
     )
     _show_run(report, as_json, migration_id)
 
@@ -359,6 +370,7 @@ def down(
     plan: PlanOption = False,
     retry: RetryOption = False,
     as_json: JsonOption = False,
+    events: EventsOption = None,
 ) -> None:
     """Roll back the last applied migration only (or down to an id, or the last N).
 
@@ -386,6 +398,7 @@ def down(
             ctx.obj, target, steps=steps, fake=fake, retry=retry, **callbacks
         ),
         as_json,
+        events,
     )
     _show_run(report, as_json)
 
@@ -399,6 +412,7 @@ def redo(
     plan: PlanOption = False,
     retry: RetryOption = False,
     as_json: JsonOption = False,
+    events: EventsOption = None,
 ) -> None:
     """Roll back the last applied migration and apply it again.
 
@@ -411,30 +425,55 @@ def redo(
         _show_plan(api.plan_redo(ctx.obj, retry=retry, fake=fake), as_json)
         return
     report = _run(
-        lambda **callbacks: api.redo(ctx.obj, fake=fake, retry=retry, **callbacks), as_json
+        lambda **callbacks: api.redo(ctx.obj, fake=fake, retry=retry, **callbacks),
+        as_json,
+        events,
     )
     _show_run(report, as_json)
 
 
-def _run(call: Any, as_json: bool) -> Any:
-    """Run ``up``/``down``/``redo`` with progress lines (none with ``--json``). If an
-    error stops it once a step started, the steps that ran are still shown: as JSON
-    with ``--json``, else their lines were printed as they ran. ``main`` then prints
-    the error and exits with its code."""
+def _run(call: Any, as_json: bool, events_to: str | None = None) -> Any:
+    """Run ``up``/``down``/``redo`` with progress lines and bars (none with ``--json``)
+    and, with ``--events FILE``, JSON events. If an error stops it once a step
+    started, the steps that ran are still shown: as JSON with ``--json``, else their
+    lines were printed as they ran. ``main`` then prints the error and exits with its
+    code."""
     from alley import api, render
 
+    sink = _open_events(events_to)  # before anything runs: a bad FILE runs nothing
+    events = render.Events(sink) if sink is not None else None
     progress = None if as_json else render.Progress()
+    followers: list[Any] = [f for f in (events, progress) if f is not None]
+
+    def on_start(entry: Any) -> None:
+        for follower in followers:
+            follower.start(entry)
+
+    def on_step(result: Any) -> None:
+        for follower in followers:
+            follower.step(result)
+
+    def on_progress(event: Any) -> None:
+        for follower in followers:
+            follower.batch(event)
+
+    # TODO(issue 13): pass on_progress unconditionally once api.up/down/redo take it.
+    import inspect
+
+    extra = (
+        {"on_progress": on_progress}
+        if "on_progress" in inspect.signature(api.up).parameters
+        else {}
+    )
     try:
-        return call(
-            on_step=progress.step if progress is not None else None,
-            on_start=progress.start if progress is not None else None,
-            on_wait=render.waiting,
-        )
-    except AlleyError as error:
-        failed = api.failed_run(error)
+        return call(on_step=on_step, on_start=on_start, on_wait=render.waiting, **extra)
+    except BaseException as error:
+        if progress is not None:
+            progress.stop()
+        if events is not None:
+            events.failed(error)
+        failed = api.failed_run(error) if isinstance(error, AlleyError) else None
         if failed is not None:
-            if progress is not None:
-                progress.stop()
             render.notes(failed.notes)
             if as_json:
                 render.print_json(render.run_data(failed, failed))
@@ -442,6 +481,23 @@ def _run(call: Any, as_json: bool) -> Any:
     finally:
         if progress is not None:
             progress.stop()
+        if sink is not None and sink is not sys.stderr:
+            sink.close()
+
+
+def _open_events(path: str | None) -> Any:
+    """The stream ``--events`` names: stderr for ``-``, else FILE opened for appending
+    (a FILE that cannot be opened is a configuration error, exit 3)."""
+    from alley.errors import ConfigError
+
+    if path is None:
+        return None
+    if path == "-":
+        return sys.stderr
+    try:
+        return open(path, "a", encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot open --events file {path}: {error.strerror or error}") from error
 
 
 def _show_run(report: Any, as_json: bool, target: str | None = None) -> None:

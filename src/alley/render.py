@@ -9,16 +9,18 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from alley.model import (
     Attempt,
+    BatchProgress,
     Drift,
     LockState,
     LogEntry,
@@ -194,22 +196,92 @@ def _status_table(report: StatusReport, out: TextIO) -> None:
     Console(file=out).print(table)
 
 
+PROGRESS_INTERVAL_S = 5.0
+"""Off a terminal, at most one progress line per step this often (seconds);
+``ALLEY_PROGRESS_INTERVAL`` changes it."""
+
+
+def progress_interval(environ: Mapping[str, str] | None = None) -> float:
+    """``ALLEY_PROGRESS_INTERVAL`` (seconds, 0 or more) if set and valid, else 5."""
+    raw = (os.environ if environ is None else environ).get("ALLEY_PROGRESS_INTERVAL", "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return PROGRESS_INTERVAL_S
+    return value if 0 <= value < float("inf") else PROGRESS_INTERVAL_S
+
+
+def backfill_label(event: BatchProgress) -> str:
+    """``0003_backfill.py users`` (or the backfill's own name when it was given one)."""
+    default = event.name.startswith(f"{event.collection}#") or event.name == event.collection
+    return f"{event.filename} {event.collection if default else event.name}"
+
+
+def duration(seconds: float) -> str:
+    """``5s``, ``2m05s``, ``1h02m``: a rounded duration for ETAs."""
+    whole = max(0, round(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def batch_line(event: BatchProgress) -> str:
+    """``0003_backfill.py users: 40000/100000 (40%) 12000 docs/s, ETA 5s``."""
+    parts = [f"{backfill_label(event)}: "]
+    if event.total:
+        total = max(event.total, event.done)
+        parts.append(f"{event.done}/{total} ({event.done * 100 // total}%)")
+    else:
+        parts.append(f"{event.done} done")
+    if event.rate_per_s is not None:
+        parts.append(f" {event.rate_per_s:.0f} docs/s")
+    if event.eta_s is not None:
+        parts.append(f", ETA {duration(event.eta_s)}")
+    return "".join(parts)
+
+
+def backfill_done_line(event: BatchProgress) -> str:
+    """``0003_backfill.py users: 100000 done in 8.3s``: the last line of a backfill."""
+    return f"{backfill_label(event)}: {event.done} done in {event.elapsed_s:.1f}s"
+
+
 class Progress:
     """Says when each step starts (``running   0003_backfill.py …``, on stderr); on a
     terminal, also how long it has been running, updated every second until it ends.
+    While a step backfills (``step.backfill``), its batches show: on a terminal as a
+    progress bar per backfill (done/total, percentage, rate, ETA) in place of the
+    elapsed time; off a terminal as one line per step at most every ``interval``
+    seconds, and a last line per backfill with its count and time.
 
-    ``start`` is the engine's ``on_start``; ``step`` its ``on_step`` (it ends the line,
-    then prints the step's result on stdout); ``stop`` ends a step that failed.
+    ``start`` is the engine's ``on_start``; ``batch`` its ``on_progress``; ``step`` its
+    ``on_step`` (it ends the line, then prints the step's result on stdout); ``stop``
+    ends a step that failed. ``clock`` (monotonic seconds) and ``live`` are for tests.
     """
 
-    def __init__(self, err: TextIO | None = None, out: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        err: TextIO | None = None,
+        out: TextIO | None = None,
+        *,
+        interval: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        live: bool | None = None,
+    ) -> None:
         self.err = err or sys.stderr
         self.out = out
-        self.live = _isatty(self.err)
+        self.live = _isatty(self.err) if live is None else live
+        self.interval = progress_interval() if interval is None else interval
+        self.clock = clock
         self._line = ""
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._bars: Any = None  # a rich Progress while a step backfills on a terminal
+        self._tasks: dict[tuple[str, str], Any] = {}
+        self._backfill: BatchProgress | None = None  # the last batch of the current backfill
+        self._last_line = 0.0
 
     def start(self, entry: LogEntry) -> None:
         self.stop()
@@ -217,6 +289,7 @@ class Progress:
         if entry.fake:
             verb = {"up": "recording (fake)", "down": "forgetting (fake)"}[entry.direction.value]
         self._line = f"{verb:<15} {entry.filename} …"
+        self._last_line = self.clock()
         if not self.live:
             self.err.write(self._line + "\n")
             self.err.flush()
@@ -237,8 +310,61 @@ class Progress:
                 self.err.write(f"\r{self._line} {time.monotonic() - began:.0f}s")
                 self.err.flush()
 
-    def stop(self) -> None:
-        """End the live line of the step that was running, if any."""
+    def batch(self, event: BatchProgress) -> None:
+        """A backfill started (``batch == 0``), wrote a batch or finished (the
+        engine's ``on_progress``)."""
+        current = self._backfill
+        if current is not None and (current.filename, current.name) != (
+            event.filename,
+            event.name,
+        ):
+            self._end_backfill()
+        self._backfill = event
+        if self.live:
+            self._bar(event)
+        elif event.batch > 0 and not event.finished:
+            now = self.clock()
+            if now - self._last_line >= self.interval:
+                self._last_line = now
+                self.err.write(batch_line(event) + "\n")
+                self.err.flush()
+        if event.finished:
+            self._end_backfill()
+
+    def _bar(self, event: BatchProgress) -> None:
+        if self._bars is None:
+            self._stop_ticker()
+            self._bars = _progress_bars(self.err)
+            self._bars.start()
+        key = (event.filename, event.name)
+        total = max(event.total or 0, event.done) or None
+        fields = {
+            "rate": f"{event.rate_per_s:.0f} docs/s" if event.batch > 0 else "",
+            "eta": f"ETA {duration(event.eta_s)}" if event.eta_s is not None else "",
+        }
+        if key not in self._tasks:
+            self._tasks[key] = self._bars.add_task(
+                backfill_label(event), total=total, completed=event.done, **fields
+            )
+        else:
+            self._bars.update(self._tasks[key], total=total, completed=event.done, **fields)
+
+    def _end_backfill(self) -> None:
+        """The last line of the backfill that ran: its count and time once finished,
+        else (the step failed) where it stopped. On a terminal its bar stays."""
+        event, self._backfill = self._backfill, None
+        if event is None:
+            return
+        if self.live:
+            task = self._tasks.get((event.filename, event.name))
+            if self._bars is not None and task is not None and event.finished:
+                self._bars.update(task, eta="", rate=f"done in {event.elapsed_s:.1f}s")
+            return
+        line = backfill_done_line(event) if event.finished else batch_line(event)
+        self.err.write(line + ("" if event.finished else " (stopped)") + "\n")
+        self.err.flush()
+
+    def _stop_ticker(self) -> None:
         ticker, self._ticker = self._ticker, None
         if ticker is None:
             return
@@ -248,9 +374,124 @@ class Progress:
         self.err.write("\n")
         self.err.flush()
 
+    def stop(self) -> None:
+        """End the live line (or the bars) of the step that was running, if any."""
+        self._end_backfill()
+        self._stop_ticker()
+        bars, self._bars = self._bars, None
+        self._tasks = {}
+        if bars is not None:
+            bars.stop()
+
     def step(self, result: StepResult) -> None:
         self.stop()
         step(result, self.out)
+
+
+def _progress_bars(err: TextIO) -> Any:
+    """A rich progress display on ``err``: ``0003_backfill.py users ━━━━ 40000/100000
+    40% 12000 docs/s ETA 5s``; rate and ETA come from the events."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TaskProgressColumn,
+        TextColumn,
+    )
+    from rich.progress import (
+        Progress as Bars,
+    )
+
+    return Bars(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[eta]}"),
+        console=Console(file=err),
+        redirect_stdout=False,
+        redirect_stderr=False,
+        refresh_per_second=4,
+    )
+
+
+class Events:
+    """``--events FILE``: line-delimited JSON, one object per line, flushed as written.
+
+    ``{"event": "step-started", …}`` as each step starts; for each backfill of the step
+    ``backfill-started``, one ``batch`` per batch it writes and ``backfill-finished``
+    (each with the fields of :meth:`alley.model.BatchProgress.to_json`); then
+    ``step-finished`` (with ``duration_s``) or ``step-failed`` (with ``error``). Every
+    object has ``at`` (ISO 8601, UTC).
+    """
+
+    def __init__(self, stream: TextIO, now: Callable[[], datetime] | None = None) -> None:
+        self.stream = stream
+        self.now = now or (lambda: datetime.now(UTC))
+        self.current: LogEntry | None = None
+        self._batches: dict[tuple[str, str], int] = {}  # the last batch number seen
+
+    def _write(self, data: dict[str, Any]) -> None:
+        data = {"event": data.pop("event"), "at": self.now().isoformat(), **data}
+        self.stream.write(json.dumps(data, sort_keys=False) + "\n")
+        self.stream.flush()
+
+    def start(self, entry: LogEntry) -> None:
+        self.current = entry
+        self._write(
+            {
+                "event": "step-started",
+                "id": entry.migration_id,
+                "filename": entry.filename,
+                "direction": entry.direction.value,
+                "fake": entry.fake,
+            }
+        )
+
+    def batch(self, event: BatchProgress) -> None:
+        """``batch`` per batch written (its ``done`` counts all so far); around them
+        ``backfill-started`` and ``backfill-finished``."""
+        key = (event.filename, event.name)
+        if event.batch == 0 and not event.finished:
+            self._batches[key] = 0
+            self._write({"event": "backfill-started", **event.to_json()})
+            return
+        if event.batch > self._batches.get(key, 0):
+            self._batches[key] = event.batch
+            self._write({"event": "batch", **event.to_json()})
+        if event.finished:
+            self._batches.pop(key, None)
+            self._write({"event": "backfill-finished", **event.to_json()})
+
+    def step(self, result: StepResult) -> None:
+        self.current = None
+        self._write(
+            {
+                "event": "step-finished",
+                "id": result.id,
+                "filename": result.filename,
+                "direction": result.direction.value,
+                "fake": result.fake,
+                "duration_s": result.duration_s,
+            }
+        )
+
+    def failed(self, error: BaseException) -> None:
+        """The step that was running when ``error`` stopped the run, if one was."""
+        entry, self.current = self.current, None
+        if entry is None:
+            return
+        self._write(
+            {
+                "event": "step-failed",
+                "id": entry.migration_id,
+                "filename": entry.filename,
+                "direction": entry.direction.value,
+                "fake": entry.fake,
+                "error": " ".join(str(error).split()) or type(error).__name__,
+            }
+        )
 
 
 def _isatty(stream: TextIO) -> bool:
