@@ -41,6 +41,24 @@ class Writes:
     def __init__(self) -> None:
         self.commands: Counter[str] = Counter()
         self.known = True
+        self.helper_commands = 0
+        self._paused = 0
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Commands sent in this block are alley's batch helpers' own (their batches and
+        checkpoints, :mod:`alley.data`): counted apart, not as the step's writes."""
+        self._paused += 1
+        try:
+            yield
+        finally:
+            self._paused -= 1
+
+    def add(self, command: str) -> None:
+        if self._paused:
+            self.helper_commands += 1
+        else:
+            self.commands[command] += 1
 
     @property
     def count(self) -> int | None:
@@ -83,7 +101,7 @@ class _Watcher:
         if _is_write(name, event.command):
             target = event.command.get(name)
             where = f" {target}" if isinstance(target, str) else ""
-            watching[1].commands[f"{name}{where}"] += 1
+            watching[1].add(f"{name}{where}")
 
     def succeeded(self, event: Any) -> None:
         pass
