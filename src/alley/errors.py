@@ -94,6 +94,39 @@ class PluginError(AlleyError):
     exit_code = ExitCode.PLUGIN
 
 
+class DataMigrationError(AlleyError):
+    """A data helper (:mod:`alley.indexes`, :mod:`alley.data`) refused before it wrote.
+
+    Raised inside a migration it fails that migration (exit 1, like any error the
+    migration raises); raised by the functions called directly, it exits 1 too.
+    """
+
+    exit_code = ExitCode.MIGRATION_FAILED
+
+
+class IndexConflict(DataMigrationError):
+    """An index with the requested name (or keys) exists with other keys or options;
+    nothing was built or dropped."""
+
+
+class DuplicateKeys(DataMigrationError):
+    """A unique index was asked for on a collection whose documents repeat its keys;
+    nothing was built. ``keys`` are the first duplicate key values, ``count`` how many
+    documents share them."""
+
+    def __init__(
+        self, message: str, *, keys: dict[str, object], count: int, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.keys = keys
+        self.count = count
+
+
+class IndexUnsupported(DataMigrationError):
+    """The server refused, or silently ignored, an index option (FerretDB 1.24 has no
+    TTL, partial or collation indexes and ignores ``sparse``); nothing is left built."""
+
+
 class AlleyWarning(UserWarning):
     """Something the user should see but that does not stop the command.
 
