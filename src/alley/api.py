@@ -37,6 +37,7 @@ from alley.model import (
     MigrationStatus,
     Plan,
     PluginInfo,
+    ProgressCallback,
     RunReport,
     State,
     StatusReport,
@@ -327,6 +328,7 @@ def up(
     on_step: StepCallback | None = None,
     on_wait: WaitCallback | None = None,
     on_start: StartCallback | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> RunReport:
     """Apply pending migrations in order, up to and including ``target``.
 
@@ -339,7 +341,9 @@ def up(
     :raises StepUnrecorded: a step finished after this run lost its lease.
 
     ``on_start`` is called with each step's ``started`` log entry just before it runs,
-    ``on_step`` with its :class:`StepResult` once it is recorded. An error raised once
+    ``on_step`` with its :class:`StepResult` once it is recorded, ``on_progress`` with
+    a :class:`~alley.model.BatchProgress` per batch of a step's batch helpers
+    (:class:`alley.data.Step`). An error raised once
     a step started carries what ran (:func:`failed_run`).
     """
     engine = project or Engine(settings)
@@ -354,7 +358,9 @@ def up(
         statuses = run.snapshot.statuses
         plan = planning.plan_up(statuses, wanted, allow_out_of_order=allow_out_of_order)
         checked = engine.preflight(statuses, plan, fake=fake, allow_drift=allow_drift, retry=retry)
-        steps = run.apply(checked, fake=fake, on_step=follow.step, on_start=follow.start)
+        steps = run.apply(
+            checked, fake=fake, on_step=follow.step, on_start=follow.start, on_progress=on_progress
+        )
     return RunReport(plan.direction, steps, tuple(engine.notes))
 
 
@@ -369,6 +375,7 @@ def down(
     on_step: StepCallback | None = None,
     on_wait: WaitCallback | None = None,
     on_start: StartCallback | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> RunReport:
     """Roll back applied migrations, newest first: down to and including ``target``;
     or the last ``steps`` applied ones; or, with neither, the last applied one only.
@@ -393,7 +400,9 @@ def down(
         statuses = run.snapshot.statuses
         plan = planning.plan_down(statuses, wanted, steps=steps)
         checked = engine.preflight(statuses, plan, fake=fake, allow_drift=True, retry=retry)
-        done = run.apply(checked, fake=fake, on_step=follow.step, on_start=follow.start)
+        done = run.apply(
+            checked, fake=fake, on_step=follow.step, on_start=follow.start, on_progress=on_progress
+        )
     return RunReport(plan.direction, done, tuple(engine.notes))
 
 
@@ -406,6 +415,7 @@ def redo(
     on_step: StepCallback | None = None,
     on_wait: WaitCallback | None = None,
     on_start: StartCallback | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> RedoReport:
     """Roll back the last applied migration, then apply it again, under one lock.
 
@@ -423,8 +433,12 @@ def redo(
     ):
         assert run.snapshot is not None
         back, again = _preflight_redo(engine, run.snapshot.statuses, retry=retry, fake=fake)
-        done = run.apply(back, fake=fake, on_step=follow.step, on_start=follow.start)
-        done += run.apply(again, fake=fake, on_step=follow.step, on_start=follow.start)
+        done = run.apply(
+            back, fake=fake, on_step=follow.step, on_start=follow.start, on_progress=on_progress
+        )
+        done += run.apply(
+            again, fake=fake, on_step=follow.step, on_start=follow.start, on_progress=on_progress
+        )
     return RedoReport(done, tuple(engine.notes))
 
 

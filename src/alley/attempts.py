@@ -13,6 +13,11 @@ transitions between them, all of them, with who makes each::
                                                  open; waits for ``up --retry`` or
                                                  ``mark`` (unless ``idempotent``)
     RUNNING ──Ctrl-C──▶ INTERRUPTED              open, logged ``interrupted``
+    FAILED, INTERRUPTED ──wrote only through checkpointed batch helpers──▶ RESUMABLE
+                                                 its open attempt holds the helpers'
+                                                 checkpoints and no other write: the
+                                                 next ``up`` runs it again, each helper
+                                                 resuming after its checkpoint
     RUNNING ──run died, or lost its lease──▶ INTERRUPTED
                                                  seen by the next run: the entry is
                                                  still ``started`` and its run's lease
@@ -117,6 +122,14 @@ def started_at(
     ]
     start = max([attempt.at, *dates])
     return min(start, now) if now is not None and now > attempt.at else start
+
+
+def resumable(entry: LogEntry) -> bool:
+    """Whether a failed or interrupted attempt can resume from its checkpoints: its
+    batch helpers checkpointed (:mod:`alley.data`), and it wrote nothing else (a
+    ``writes`` of 0: the helpers' own writes are not counted; ``None``, unknown, is not
+    resumable)."""
+    return bool(entry.checkpoints) and entry.writes == 0
 
 
 def wrote_something(entry: LogEntry) -> bool:
@@ -256,7 +269,11 @@ def annotate(
         current = run.current
         if current is None:
             continue
-        if current.event is Event.FAILED:
+        if run.live and current.event is Event.STARTED:
+            state = Attempt.RUNNING
+        elif resumable(current):
+            state = Attempt.RESUMABLE
+        elif current.event is Event.FAILED:
             state = Attempt.FAILED_AFTER_WRITING if wrote_something(current) else Attempt.FAILED
         elif current.event is Event.INTERRUPTED or not run.live:
             state = Attempt.INTERRUPTED

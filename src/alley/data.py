@@ -23,6 +23,7 @@ The helper streams: it holds one batch at a time, whatever the collection's size
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -295,6 +296,27 @@ class Step:
             self.notes.append(note)
 
 
+_current: contextvars.ContextVar[Step | None] = contextvars.ContextVar(
+    "alley_current_step", default=None
+)
+
+
+@contextlib.contextmanager
+def running(step: Step) -> Iterator[Step]:
+    """Make ``step`` the one :func:`current_step` returns while a migration runs (the
+    engine does, around each step; an executor plugin passes it on)."""
+    token = _current.set(step)
+    try:
+        yield step
+    finally:
+        _current.reset(token)
+
+
+def current_step() -> Step | None:
+    """The step context of the migration running now, for executor plugins."""
+    return _current.get()
+
+
 def _and(*filters: Mapping[str, Any]) -> dict[str, Any]:
     parts = [dict(f) for f in filters if f]
     if not parts:
@@ -485,4 +507,6 @@ __all__ = [
     "DryRunStop",
     "PlannedWork",
     "Step",
+    "current_step",
+    "running",
 ]

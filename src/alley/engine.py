@@ -25,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from alley import attempts, planning, write_watch
+from alley import attempts, data, planning, write_watch
 from alley.errors import (
     AlleyError,
     DiscoveryError,
@@ -36,6 +36,8 @@ from alley.errors import (
 from alley.hookcalls import Hooks, as_connection_error
 from alley.lease import Clock, Lease, StepUnrecorded, acquire, make_holder
 from alley.model import (
+    Attempt,
+    Checkpoint,
     Direction,
     Drift,
     Event,
@@ -47,6 +49,7 @@ from alley.model import (
     Migration,
     MigrationStatus,
     Plan,
+    ProgressCallback,
     StepResult,
 )
 from alley.plugins import build_plugin_manager
@@ -406,6 +409,7 @@ class Run:
         fake: bool = False,
         on_step: StepCallback | None = None,
         on_start: StartCallback | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> tuple[StepResult, ...]:
         """Claim every step, then run each, record it, and log its outcome.
 
@@ -420,7 +424,14 @@ class Run:
             return ()
         claims = [
             self.entry(
-                Event.STARTED, _file(s), plan.direction, checksum=_file(s).checksum, fake=fake
+                Event.STARTED,
+                _file(s),
+                plan.direction,
+                checksum=_file(s).checksum,
+                fake=fake,
+                # A resumable step's claim keeps its checkpoints, should it stop again
+                # before its first batch.
+                **_resume_details(s, fake),
             )
             for s in plan.steps
         ]
@@ -440,7 +451,7 @@ class Run:
                 if on_start is not None:
                     on_start(started)
                 current = claim.filename
-                results.append(self._step(step, started, checked, fake, batch))
+                results.append(self._step(step, started, checked, fake, batch, on_progress))
                 current = None
                 if on_step is not None:
                     on_step(results[-1])
@@ -469,16 +480,31 @@ class Run:
         return started
 
     def _step(
-        self, step: MigrationStatus, started: LogEntry, checked: Checked, fake: bool, batch: _Batch
+        self,
+        step: MigrationStatus,
+        started: LogEntry,
+        checked: Checked,
+        fake: bool,
+        batch: _Batch,
+        on_progress: ProgressCallback | None = None,
     ) -> StepResult:
         migration = _file(step)
         direction = started.direction
         clock = time.perf_counter()
+        if started.checkpoints and not fake:
+            done = started.checkpointed_done
+            self.engine.note(
+                f"resuming {migration.filename} from its checkpoint "
+                f"({done} document{'s' if done != 1 else ''} done)"
+            )
         with self.engine.watch_writes(self.engine.db) as writes:
+            context = self._step_context(migration, started, writes, on_progress)
             try:
                 if not fake:
-                    self._execute(migration, checked.loaded[migration.filename], direction)
+                    with data.running(context.step):
+                        self._execute(migration, checked.loaded[migration.filename], direction)
             except MigrationFailed as error:
+                started = context.entry
                 lost_connection = as_connection_error(error.cause)
                 if lost_connection is not None:
                     # Whether its last write reached the server is unknown: the attempt
@@ -496,21 +522,55 @@ class Run:
                     batch.flush()
                 raise
             except KeyboardInterrupt:
-                # Its effect is unknown: logged interrupted, so the next run asks a person.
+                # Its effect is unknown: logged interrupted, so the next run asks a person
+                # (unless it wrote only through checkpointed helpers: it resumes).
+                started = context.entry
                 stopped = self.outcome(
                     started,
                     Event.INTERRUPTED,
                     duration_s=time.perf_counter() - clock,
                     error="interrupted by the user (Ctrl-C)",
+                    writes=writes.count,
                 )
                 batch.add(stopped, keep_open=True)
                 if self.lease.lost is None:
                     batch.flush()
                 raise
+            finally:
+                self.engine.note(*context.step.notes)
         duration = time.perf_counter() - clock
         self._record(step, migration, direction, duration, fake)
         batch.add(self.outcome(started, Event.SUCCEEDED, duration_s=round(duration, 6)))
         return StepResult(migration.id, migration.filename, direction, fake, duration)
+
+    def _step_context(
+        self,
+        migration: Migration,
+        started: LogEntry,
+        writes: write_watch.Writes,
+        on_progress: ProgressCallback | None,
+    ) -> _StepContext:
+        """The :class:`alley.data.Step` a migration may take, wired to this run: its
+        checkpoints go into the step's open attempt, fenced by the lease."""
+        context = _StepContext(started)
+
+        def checkpoint(checkpoints: tuple[Checkpoint, ...]) -> None:
+            entry = dataclasses.replace(context.entry, checkpoints=checkpoints, writes=writes.count)
+            self._fenced(self.store.log, [], keep_open=[entry])
+            context.entry = entry
+
+        context.step = data.Step(
+            self.engine.db,
+            migration,
+            started.direction,
+            checkpoints=started.checkpoints,
+            on_checkpoint=checkpoint,
+            on_progress=on_progress,
+            writes=writes,
+            clock=self.engine.clock,
+            sleep=self.engine.sleep,
+        )
+        return context
 
     def _execute(self, migration: Migration, loaded: LoadedMigration, direction: Direction) -> None:
         try:
@@ -671,6 +731,22 @@ class _Batch:
             )
         self.entries, self.closable, self.keep_open = [], [], []
         self._flushed_at = time.monotonic()
+
+
+@dataclass
+class _StepContext:
+    """A running step's :class:`alley.data.Step` and its open attempt as last written."""
+
+    entry: LogEntry
+    step: data.Step = field(init=False)
+
+
+def _resume_details(status: MigrationStatus, fake: bool) -> dict[str, Any]:
+    """A claim's checkpoints and write count when it resumes a resumable attempt."""
+    entry = status.attempt_entry
+    if fake or status.attempt is not Attempt.RESUMABLE or entry is None:
+        return {}
+    return {"checkpoints": entry.checkpoints, "writes": 0}
 
 
 def _file(step: MigrationStatus) -> Migration:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import traceback
 import types
 from typing import TYPE_CHECKING, Any
 
+from alley.data import Step, current_step
 from alley.errors import DiscoveryError, MigrationFailed
 from alley.hookcalls import driver_message
 from alley.hookspecs import hookimpl
@@ -58,7 +60,10 @@ def alley_execute_migration(
     if function is None:
         raise DiscoveryError(f"{migration.location} has no {direction}(db) function")
     try:
-        function(db)
+        if _takes_step(function):
+            function(db, current_step() or Step(db, migration, direction))
+        else:
+            function(db)
     except (Exception, SystemExit) as error:
         # sys.exit() in a migration is its failure, whatever the code: a deploy script
         # must not see success, nor alley's own exit codes.
@@ -67,6 +72,21 @@ def alley_execute_migration(
             cause=error,
         ) from error
     return True
+
+
+def _takes_step(function: Any) -> bool:
+    """Whether a migration function takes the step context: two positional parameters
+    (or ``*args``)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        p
+        for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in positional)
 
 
 def _describe(error: BaseException, migration: Migration) -> str:
