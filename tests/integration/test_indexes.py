@@ -20,7 +20,6 @@ from alley.indexes import (
     normalise_options,
 )
 from alley.settings import load_settings
-
 from conftest import Project
 
 DB = Database[dict[str, Any]]
@@ -68,7 +67,9 @@ def test_the_same_name_with_other_options_is_a_clear_error(mongo_db: DB) -> None
     with pytest.raises(IndexConflict) as raised:
         ensure_index(mongo_db, "users", [("email", 1)], unique=True)
     message = str(raised.value)
-    assert "email_1" in message and "unique" in message and "users" in message
+    assert "email_1" in message
+    assert "unique" in message
+    assert "users" in message
     assert raised.value.exit_code == ExitCode.MIGRATION_FAILED
     # Nothing changed: the index there is still the plain one.
     index = next(i for i in mongo_db.users.list_indexes() if i["name"] == "email_1")
@@ -172,7 +173,8 @@ def test_a_conflict_in_a_migration_fails_it_with_the_message(
     )
     result = project.alley("up")
     assert result.returncode == ExitCode.MIGRATION_FAILED
-    assert "DuplicateKeys" in result.stderr and "2 documents share email='a@x'" in result.stderr
+    assert "DuplicateKeys" in result.stderr
+    assert "2 documents share email='a@x'" in result.stderr
     assert _names(mongo_db, "users") == ["_id_"]
 
 
