@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from alley import attempts, planning
+from alley import attempts, dry_run, planning
+from alley.dry_run import StepForecast
 from alley.engine import (
     Checked,
     Engine,
@@ -25,6 +26,7 @@ from alley.engine import (
     read_without_files,
 )
 from alley.errors import AlleyError, LockBusy, MigrationsFolderMissing
+from alley.indexes import large_collection_threshold
 from alley.lease import describe_lock
 from alley.model import (
     Attempt,
@@ -59,6 +61,13 @@ class PlanReport:
     lock: LockState | None
     notes: tuple[str, ...] = ()
     then: Plan | None = None
+    #: ``up --plan``: for each pending step whose ``up`` takes ``step``, what its
+    #: helpers would do (a dry run on a read-only database; :mod:`alley.dry_run`).
+    forecasts: tuple[StepForecast, ...] = ()
+
+    def forecast(self, filename: str) -> StepForecast | None:
+        """The forecast of the step ``filename``, if it was planned with its helpers."""
+        return next((f for f in self.forecasts if f.filename == filename), None)
 
     @property
     def lock_description(self) -> str:
@@ -251,20 +260,27 @@ def plan_up(
     project: Engine | None = None,
 ) -> PlanReport:
     """What ``up`` would run, in order, with the lock state, after ``up``'s own
-    pre-flight. Writes nothing."""
+    pre-flight. Writes nothing.
+
+    Each pending step whose ``up`` takes ``step`` is run as a dry run
+    (``step.dry_run``, a read-only ``db``): the report's ``forecasts`` say what its
+    helpers would do (documents a backfill selects now, whether an index exists or
+    would be built, and on how large a collection). Not with ``fake``."""
     engine = project or Engine(settings)
     with engine.attributed():
         snapshot = engine.snapshot()
-        plan = _preflight_up(
-            engine,
-            snapshot.statuses,
-            target,
-            allow_out_of_order=allow_out_of_order,
-            allow_drift=allow_drift,
-            retry=retry,
-            fake=fake,
+        wanted = None if target is None else planning.parse_target(target)
+        plan = planning.plan_up(snapshot.statuses, wanted, allow_out_of_order=allow_out_of_order)
+        checked = engine.preflight(
+            snapshot.statuses, plan, fake=fake, allow_drift=allow_drift, retry=retry
         )
-    return PlanReport(plan, snapshot.lock, tuple(engine.notes))
+        forecasts = dry_run.forecast_plan(
+            checked.plan.steps,
+            checked.loaded,
+            engine.db,
+            large_collection=large_collection_threshold(settings),
+        )
+    return PlanReport(plan, snapshot.lock, tuple(engine.notes), forecasts=forecasts)
 
 
 def plan_down(

@@ -18,6 +18,8 @@ from typing import Any
 from pymongo.collection import Collection
 from pymongo.database import Database
 
+from alley import indexes
+from alley.data import BackfillResult, Step
 from alley.indexes import IndexResult, human_count
 
 
@@ -327,21 +329,48 @@ def takes_step(function: Callable[..., Any] | None) -> bool:
     )
 
 
+class PlanStep(Step):
+    """The dry-run :class:`~alley.data.Step` of ``up --plan``: each helper records what it
+    would do (a backfill its count, an index whether it exists, conflicts, or would be
+    built, and on how large a collection)."""
+
+    def backfill(self, collection: str, **kwargs: Any) -> BackfillResult:
+        before = len(self.planned)
+        result = super().backfill(collection, **kwargs)
+        name = self.planned[-1].name if len(self.planned) > before else kwargs.get("name")
+        _recorder(self.db).record(PlannedBackfill(collection, result.matched, name))
+        return result
+
+    def create_index(self, collection: str, keys: Any, **options: Any) -> Any:
+        return indexes.ensure_index(self.db, collection, keys, **options)
+
+    def drop_index(self, collection: str, name_or_keys: Any) -> Any:
+        return indexes.drop_index(self.db, collection, name_or_keys)
+
+
+def _recorder(db: Any) -> PlanRecorder:
+    recorder = recorder_of(db)
+    assert recorder is not None  # a PlanStep's db is always the read-only one
+    return recorder
+
+
 def forecast(
     filename: str,
     up: Callable[..., Any],
     db: Database[Any],
     *,
-    make_step: Callable[[Any], Any],
     large_collection: int,
+    checkpoints: Sequence[Any] = (),
 ) -> StepForecast:
-    """Run ``up(read_only_db, step)`` with the step ``make_step(read_only_db)`` builds
-    (a dry-run ``alley.data.Step``), and say what its helpers would do."""
+    """Run ``up(read_only_db, step)`` with a dry-run :class:`PlanStep`, and say what
+    its helpers would do. ``checkpoints``: a resumable step's, so counts start after
+    them."""
     recorder = PlanRecorder(large_collection)
     read_only = ReadOnlyDatabase(db, recorder)
     error: str | None = None
+    step = PlanStep(read_only, filename, "up", dry_run=True, checkpoints=checkpoints)
     try:
-        up(read_only, make_step(read_only))
+        up(read_only, step)
     except DryRunStop:
         pass
     except Exception as raised:  # the step's own failure: say so, plan the rest
@@ -355,3 +384,36 @@ def forecast(
 
 def describe_count(n: int) -> str:
     return human_count(n)
+
+
+def forecast_plan(
+    steps: Sequence[Any],
+    loaded: Mapping[str, Any],
+    db: Database[Any],
+    *,
+    large_collection: int,
+) -> tuple[StepForecast, ...]:
+    """:func:`forecast` of every planned ``up`` step whose ``up`` takes ``step``
+    (``steps`` are :class:`~alley.model.MigrationStatus`, ``loaded`` their code by
+    filename). A resumable step is planned from its checkpoints."""
+    forecasts: list[StepForecast] = []
+    for status in steps:
+        migration = status.migration
+        functions = loaded.get(migration.filename) if migration is not None else None
+        up = getattr(functions, "up", None)
+        if migration is None or up is None or not takes_step(up):
+            continue
+        entry = getattr(status, "attempt_entry", None)
+        attempt = getattr(status, "attempt", None)
+        resumable = getattr(attempt, "value", None) == "resumable"
+        checkpoints = tuple(getattr(entry, "checkpoints", ())) if resumable else ()
+        forecasts.append(
+            forecast(
+                migration.filename,
+                up,
+                db,
+                large_collection=large_collection,
+                checkpoints=checkpoints,
+            )
+        )
+    return tuple(forecasts)

@@ -583,12 +583,25 @@ def plan_data(report: Any) -> dict[str, Any]:
         "target": report.plan.target,
         "steps": [
             {"id": s.id, "filename": _filename(s), "direction": direction}
+            | _helpers_data(report, _filename(s))
             for direction, s in _planned_steps(report)
         ],
         "lock": to_jsonable(report.lock),
         "lock_description": report.lock_description,
         "notes": list(report.notes),
     }
+
+
+def _forecast(report: Any, filename: str) -> Any:
+    """``up --plan``'s forecast of a step that uses alley's helpers, else ``None``."""
+    find = getattr(report, "forecast", None)
+    return find(filename) if callable(find) else None
+
+
+def _helpers_data(report: Any, filename: str) -> dict[str, Any]:
+    """``"helpers"``: what a step's helpers would do (``up --plan``), when it uses them."""
+    found = _forecast(report, filename)
+    return {} if found is None else {"helpers": found.to_json()}
 
 
 def plan(report: Any, out: TextIO | None = None) -> None:
@@ -609,6 +622,9 @@ def plan(report: Any, out: TextIO | None = None) -> None:
     out.write(f"would {verb}, in this order:\n")
     for step in report.plan.steps:
         out.write(f"  {_filename(step)}\n")
+        found = _forecast(report, _filename(step))
+        for line in found.lines() if found is not None else ():
+            out.write(f"      {line}\n")
 
 
 def history(entries: Sequence[LogEntry], out: TextIO | None = None) -> None:
