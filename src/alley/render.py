@@ -235,7 +235,7 @@ def batch_line(event: BatchProgress) -> str:
         parts.append(f"{event.done}/{total} ({event.done * 100 // total}%)")
     else:
         parts.append(f"{event.done} done")
-    if event.rate_per_s is not None:
+    if event.batch > 0:  # a backfill that has not written yet has no rate
         parts.append(f" {event.rate_per_s:.0f} docs/s")
     if event.eta_s is not None:
         parts.append(f", ETA {duration(event.eta_s)}")

@@ -23,7 +23,10 @@ from conftest import Project
 BACKFILL = """\
 def up(db, step):
     step.backfill(
-        "items", where={{"done": {{"$ne": True}}}}, set={{"done": True}}, batch_size={size},
+        "items",
+        where={{"done": {{"$ne": True}}}},
+        update={{"$set": {{"done": True}}}},
+        batch_size={size},
         pause={pause},
     )
 
