@@ -35,7 +35,13 @@ LARGE_COLLECTION = 1_000_000
 #: What ``list_indexes`` reports that is not an option of the index itself, or is one
 #: at its default value (absent and default mean the same index).
 _NOT_OPTIONS = frozenset({"v", "ns", "key", "name", "background", "dropDups"})
-_DEFAULTS: dict[str, Any] = {"unique": False, "sparse": False, "hidden": False}
+_DEFAULTS: dict[str, Any] = {
+    "unique": False,
+    "sparse": False,
+    "hidden": False,
+    "default_language": "english",  # text indexes: MongoDB reports its defaults
+    "language_override": "language",
+}
 #: Reported by the server, never given by a user: versions of index formats.
 _SERVER_ONLY = frozenset({"textIndexVersion", "2dsphereIndexVersion"})
 
@@ -130,6 +136,33 @@ def normalise_keys(keys: Keys) -> tuple[tuple[str, Any], ...]:
     return tuple((str(name), _number(direction)) for name, direction in pairs)
 
 
+def reported_keys(index: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """An index's keys from ``list_indexes``, comparable with what was asked: MongoDB
+    reports a text index as ``_fts: "text", _ftsx: 1`` with its fields in ``weights``;
+    they become ``(field, "text")`` again, in the order :func:`comparable_keys` gives."""
+    key = index.get("key") or {"?": 1}
+    pairs = list(normalise_keys(key))
+    names = [name for name, _ in pairs]
+    if "_fts" in names:
+        weights = index.get("weights") or {}
+        at = names.index("_fts")
+        text = [(str(field), "text") for field in weights]
+        pairs = [*pairs[:at], *text, *[p for p in pairs[at + 1 :] if p[0] != "_ftsx"]]
+    return comparable_keys(pairs)
+
+
+def comparable_keys(keys: Keys) -> tuple[tuple[str, Any], ...]:
+    """Keys as compared: in order, except that the fields of a text index (whose order
+    the server does not keep) are sorted, where the first one is."""
+    pairs = list(normalise_keys(keys))
+    text = sorted(p for p in pairs if p[1] == "text")
+    if not text:
+        return tuple(pairs)
+    first = next(i for i, p in enumerate(pairs) if p[1] == "text")
+    rest = [p for p in pairs if p[1] != "text"]
+    return tuple(rest[:first] + text + rest[first:])
+
+
 def index_name(keys: Keys) -> str:
     """The name the server gives an index without ``name``: ``email_1``, ``a_1_b_-1``."""
     return "_".join(f"{name}_{direction}" for name, direction in normalise_keys(keys))
@@ -147,6 +180,8 @@ def normalise_options(options: Mapping[str, Any]) -> dict[str, Any]:
         plain = _plain(value)
         if name in _DEFAULTS and plain == _DEFAULTS[name]:
             continue
+        if name == "weights" and isinstance(plain, dict) and set(plain.values()) <= {1}:
+            continue  # every text field weighs 1: the default
         normalised[name] = plain
     return normalised
 
@@ -201,7 +236,7 @@ def list_indexes(db: Any, collection: str) -> list[dict[str, Any]]:
 
 
 def _describe_index(index: Mapping[str, Any]) -> str:
-    keys = dict(normalise_keys(index.get("key") or {"?": 1}))
+    keys = dict(reported_keys(index))
     options = normalise_options(index)
     extra = "".join(f", {k}={v!r}" for k, v in options.items())
     return f"{index.get('name')} {keys}{extra}"
@@ -227,21 +262,22 @@ def _decide(
     wanted: dict[str, Any],
 ) -> _Decision:
     for index in indexes:
-        if normalise_keys(index.get("key") or {}) == keys and not differences(wanted, index):
+        if reported_keys(index) == comparable_keys(keys) and not differences(wanted, index):
             return _Decision(str(index.get("name")), dict(index), None)
     for index in indexes:
         if index.get("name") == name:
-            reported_keys = normalise_keys(index.get("key") or {"?": 1})
+            there = reported_keys(index)
+            other_keys = there != comparable_keys(keys)
             what = (
-                f"keys {dict(reported_keys)} instead of {dict(keys)}"
-                if reported_keys != keys
+                f"keys {dict(there)} instead of {dict(keys)}"
+                if other_keys
                 else "; ".join(differences(wanted, index))
             )
             return _Decision(
                 name,
                 None,
                 f"index {name} on {collection} exists with other "
-                f"{'keys' if reported_keys != keys else 'options'}: {what} "
+                f"{'keys' if other_keys else 'options'}: {what} "
                 f"(there: {_describe_index(index)})",
             )
     return _Decision(name, None, None)
@@ -353,7 +389,7 @@ def _check_built(
     if built is None:
         return
     missing = differences(wanted, built)
-    if not missing and normalise_keys(built.get("key") or {}) == keys:
+    if not missing and reported_keys(built) == comparable_keys(keys):
         return
     db[collection].drop_index(name)
     raise IndexUnsupported(
@@ -379,12 +415,12 @@ def drop_index(db: Any, collection: str, name_or_keys: Keys) -> IndexResult:
     if isinstance(name_or_keys, str) and any(i.get("name") == name_or_keys for i in indexes):
         name = name_or_keys
         found = next(i for i in indexes if i.get("name") == name)
-        keys = normalise_keys(found.get("key") or {"?": 1})
+        keys = reported_keys(found)
     elif isinstance(name_or_keys, str) and not _looks_like_keys(name_or_keys, indexes):
         name = name_or_keys
     else:
         keys = normalise_keys(name_or_keys)
-        matching = [i for i in indexes if normalise_keys(i.get("key") or {"?": 1}) == keys]
+        matching = [i for i in indexes if reported_keys(i) == comparable_keys(keys)]
         if len(matching) > 1:
             names = ", ".join(str(i.get("name")) for i in matching)
             raise IndexConflict(
@@ -416,7 +452,7 @@ def drop_index(db: Any, collection: str, name_or_keys: Keys) -> IndexResult:
 def _looks_like_keys(text: str, indexes: Sequence[Mapping[str, Any]]) -> bool:
     """A bare field name given to :func:`drop_index` (``"email"``) means its ascending
     index when no index has that name."""
-    return any(normalise_keys(i.get("key") or {"?": 1}) == ((text, 1),) for i in indexes)
+    return any(reported_keys(i) == ((text, 1),) for i in indexes)
 
 
 # ---------------------------------------------------------------------------
@@ -516,6 +552,7 @@ def is_large(db: Any, collection: str, threshold: int | None = None) -> bool:
 __all__ = [
     "LARGE_COLLECTION",
     "IndexResult",
+    "comparable_keys",
     "drop_index",
     "ensure_index",
     "find_duplicates",
@@ -525,4 +562,5 @@ __all__ = [
     "large_collection_threshold",
     "normalise_keys",
     "normalise_options",
+    "reported_keys",
 ]

@@ -11,6 +11,8 @@ from pymongo.errors import DuplicateKeyError
 
 from alley.errors import DuplicateKeys, ExitCode, IndexConflict, IndexUnsupported
 from alley.indexes import (
+    comparable_keys,
+    differences,
     drop_index,
     ensure_index,
     find_duplicates,
@@ -18,6 +20,7 @@ from alley.indexes import (
     is_large,
     large_collection_threshold,
     normalise_options,
+    reported_keys,
 )
 from alley.settings import load_settings
 from conftest import Project
@@ -225,3 +228,40 @@ def test_options_are_normalised(options: dict[str, Any], expected: dict[str, Any
 def test_index_names() -> None:
     assert index_name([("email", 1), ("at", -1.0)]) == "email_1_at_-1"
     assert index_name("email") == "email_1"
+
+
+def test_a_text_index_as_mongodb_reports_it_is_equivalent() -> None:
+    """MongoDB lists a text index as ``_fts``/``_ftsx`` keys with its fields in
+    ``weights`` and its defaults filled in; none of the test servers does."""
+    reported = {
+        "v": 2,
+        "key": {"org": 1, "_fts": "text", "_ftsx": 1},
+        "name": "org_1_title_text_body_text",
+        "weights": {"body": 1, "title": 1},
+        "default_language": "english",
+        "language_override": "language",
+        "textIndexVersion": 3,
+    }
+    assert reported_keys(reported) == comparable_keys(
+        [("org", 1), ("title", "text"), ("body", "text")]
+    )
+    assert differences(normalise_options({}), reported) == []
+    assert differences(normalise_options({"weights": {"title": 5}}), reported) == [
+        "it lacks weights={'title': 5}"
+    ]
+
+
+def test_a_collation_is_compared_on_the_fields_given() -> None:
+    reported = {"collation": {"locale": "en", "strength": 3, "caseLevel": False, "version": "57.1"}}
+    assert differences(normalise_options({"collation": {"locale": "en"}}), reported) == []
+    assert differences(normalise_options({"collation": {"locale": "fr"}}), reported) != []
+
+
+def test_a_text_index_is_ensured_once(mongo_db: DB, server_capabilities: Any) -> None:
+    if _is_ferretdb(server_capabilities):
+        pytest.skip("FerretDB 1.24 has no text indexes")
+    mongo_db.posts.insert_one({"title": "a", "body": "b"})
+    assert ensure_index(mongo_db, "posts", [("title", "text"), ("body", "text")]).created
+    again = ensure_index(mongo_db, "posts", [("title", "text"), ("body", "text")])
+    assert (again.created, again.existed) == (False, True)
+    assert drop_index(mongo_db, "posts", "title_text_body_text").dropped
