@@ -265,3 +265,26 @@ def test_a_text_index_is_ensured_once(mongo_db: DB, server_capabilities: Any) ->
     again = ensure_index(mongo_db, "posts", [("title", "text"), ("body", "text")])
     assert (again.created, again.existed) == (False, True)
     assert drop_index(mongo_db, "posts", "title_text_body_text").dropped
+
+
+def test_step_helpers_build_once_and_down_drops_by_the_same_keys(
+    project: Project, mongo_db: DB
+) -> None:
+    mongo_db.users.insert_many([{"email": "a@x"}, {"email": "b@x"}])
+    (project.folder / "0001_email_index.py").write_text(
+        "def up(db, step):\n"
+        "    result = step.create_index('users', [('email', 1)], unique=True)\n"
+        "    db.results.insert_one({'created': result.created})\n"
+        "\n\n"
+        "def down(db, step):\n"
+        "    step.drop_index('users', [('email', 1)])\n"
+    )
+    assert project.alley("up").returncode == 0
+    assert _names(mongo_db, "users") == ["_id_", "email_1"]
+    assert project.alley("up", "--plan").returncode == 0  # nothing pending
+    assert project.alley("down").returncode == 0
+    assert _names(mongo_db, "users") == ["_id_"]
+    mongo_db.users.create_index([("email", 1)], unique=True)  # built by someone else
+    assert project.alley("up").returncode == 0
+    created = [d["created"] for d in mongo_db.results.find({}, sort=[("_id", 1)])]
+    assert created == [True, False]
