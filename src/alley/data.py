@@ -252,7 +252,7 @@ class Step:
                 PlannedWork("create_index", collection, str(keys), keys=keys, options=options)
             )
             return None
-        from alley import indexes  # type: ignore[attr-defined,unused-ignore]
+        from alley import indexes
 
         with self.helper_writes():
             return indexes.ensure_index(self.db, collection, keys, **options)
@@ -266,7 +266,7 @@ class Step:
                 PlannedWork("drop_index", collection, str(name_or_keys), keys=name_or_keys)
             )
             return None
-        from alley import indexes  # type: ignore[attr-defined,unused-ignore]
+        from alley import indexes
 
         with self.helper_writes():
             return indexes.drop_index(self.db, collection, name_or_keys)
@@ -339,6 +339,9 @@ class _Walk:
     matched: int = 0
     modified: int = 0
     batches: int = 0
+    rate: float | None = None
+    pause: float = 0.0
+    began: float = 0.0
 
     @property
     def done_before(self) -> int:
@@ -369,7 +372,8 @@ class _Walk:
         last = self.start.last_id if self.start is not None else None
         done = self.done_before
         total = self._estimate()
-        began = step._clock()
+        began = self.began = step._clock()
+        self.rate, self.pause = rate, pause
         step._progress(self._event(done, total, 0, last, began, resumed_from=done))
         while True:
             matched, modified, batch_last, finished = apply(last)
@@ -387,7 +391,6 @@ class _Walk:
             step._progress(self._event(done, total, self.batches, last, began))
             if finished:
                 break
-            self._wait(rate, pause, began)
         final = Checkpoint(self.name, last, done, finished=True)
         if step._checkpoints.get(self.name) != final:
             with step.helper_writes():
@@ -395,12 +398,15 @@ class _Walk:
         step._progress(self._event(done, done, self.batches, last, began, finished=True))
         return BackfillResult(self.matched, self.modified, self.batches, self.done_before)
 
-    def _wait(self, rate: float | None, pause: float, began: float) -> None:
+    def _wait(self) -> None:
+        """Before a batch's write, from the second on: ``pause``, and what ``rate``
+        asks for (this attempt's documents so far are due at ``matched / rate``)."""
+        if not self.batches:
+            return
         step = self.step
-        wait = pause
-        if rate is not None:
-            # Keep this attempt's average under the rate: the time its documents are due.
-            due = self.matched / rate - (step._clock() - began)
+        wait = self.pause
+        if self.rate is not None:
+            due = self.matched / self.rate - (step._clock() - self.began)
             wait = max(wait, due)
         if wait > 0:
             step._sleep(wait)
@@ -453,6 +459,7 @@ class _Walk:
         if ends:
             end = ends[0]["_id"]
             bounds = {"_id": {**after.get("_id", {}), "$lte": end}}
+            self._wait()
             with self.step.helper_writes():
                 result = self.collection.update_many(_and(self.where, bounds), change)
             return result.matched_count, result.modified_count, end, False
@@ -465,6 +472,7 @@ class _Walk:
             return 0, 0, last, True
         end = tail[0]["_id"]
         bounds = {"_id": {**after.get("_id", {}), "$lte": end}}
+        self._wait()
         with self.step.helper_writes():
             result = self.collection.update_many(_and(self.where, bounds), change)
         return result.matched_count, result.modified_count, end, True
@@ -495,6 +503,7 @@ class _Walk:
                 operations.append(UpdateOne(_and({"_id": end}, self.where), change))
         modified = 0
         if operations:
+            self._wait()
             with self.step.helper_writes():
                 result = self.collection.bulk_write(operations, ordered=False)
             modified = result.modified_count

@@ -540,7 +540,7 @@ class Run:
                 self.engine.note(*context.step.notes)
         duration = time.perf_counter() - clock
         self._record(step, migration, direction, duration, fake)
-        batch.add(self.outcome(started, Event.SUCCEEDED, duration_s=round(duration, 6)))
+        batch.add(self.outcome(context.entry, Event.SUCCEEDED, duration_s=round(duration, 6)))
         return StepResult(migration.id, migration.filename, direction, fake, duration)
 
     def _step_context(

@@ -305,7 +305,7 @@ def watched_db(mongo_db_uri: str, mongo_db: Any) -> Iterator[Any]:
     listener = Commands()
     client: MongoClient[dict[str, Any]] = MongoClient(mongo_db_uri, event_listeners=[listener])
     db = client[mongo_db.name]
-    db.listener = listener
+    db.listener = listener  # type: ignore[attr-defined]
     yield db
     client.close()
 
