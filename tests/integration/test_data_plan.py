@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Callable
 from typing import Any
 
 from pymongo.database import Database
@@ -198,4 +199,43 @@ def test_plan_json_has_the_helpers(project: Project, mongo_db: DB) -> None:
     }
     assert (at["action"], drop["action"], missing["action"]) == ("exists", "to drop", "missing")
     assert helpers["lines"][1] == "index users email_1: to create (large collection: ~8 documents)"
+    assert _dump(mongo_db) == before
+
+
+def test_the_read_only_database_reads_and_refuses_every_write(mongo_db: DB) -> None:
+    from alley.data import DryRunStop
+    from alley.dry_run import PlanRecorder, ReadOnlyDatabase
+
+    mongo_db.users.insert_many([{"n": 1}, {"n": 2}])
+    before = _dump(mongo_db)
+    recorder = PlanRecorder(large_collection=10)
+    db: Any = ReadOnlyDatabase(mongo_db, recorder)
+    assert db.users.count_documents({}) == 2
+    assert db["users"].find_one({"n": 2})["n"] == 2
+    assert [d["n"] for d in db.get_collection("users").find(sort=[("n", 1)])] == [1, 2]
+    assert len(list(db.users.aggregate([{"$match": {"n": 1}}]))) == 1
+    assert db.command("ping")["ok"]
+    assert "users" in db.list_collection_names()
+    writes: list[Callable[[], Any]] = [
+        lambda: db.users.insert_one({}),
+        lambda: db.users.update_many({}, {"$set": {"x": 1}}),
+        lambda: db.users.delete_many({}),
+        lambda: db.users.create_index("n"),
+        db.users.drop,
+        lambda: db.users.aggregate([{"$out": "copy"}]),
+        lambda: db.command("dropDatabase"),
+        lambda: db.drop_collection("users"),
+        lambda: db.create_collection("new"),
+        lambda: db.client[mongo_db.name].users.insert_one({}),
+        lambda: db.client.drop_database(mongo_db.name),
+        lambda: db.users.with_options().insert_one({}),
+    ]
+    for write in writes:
+        try:
+            write()
+        except DryRunStop:
+            pass
+        else:
+            raise AssertionError("a write went through")
+    assert len(recorder.refused) == len(writes)
     assert _dump(mongo_db) == before
