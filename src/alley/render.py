@@ -141,6 +141,12 @@ def _note(status: MigrationStatus) -> str:
         )
     elif status.attempt is Attempt.RUNNING:
         notes.append("running now")
+    elif status.attempt is Attempt.RESUMABLE and entry is not None:
+        done = entry.checkpointed_done
+        notes.append(
+            f"stopped during {entry.direction} at {_date(entry.at)} after {done} "
+            f"document{'s' if done != 1 else ''}: the next 'alley {entry.direction}' resumes it"
+        )
     elif status.attempt is Attempt.FAILED and entry is not None:
         notes.append(f"last {entry.direction} failed at {_date(entry.at)}; it wrote nothing")
     elif status.attempt is Attempt.FAILED_AFTER_WRITING and entry is not None:
