@@ -121,6 +121,7 @@ def test_ctrl_c_half_way_resumes_without_retry(project: Project, mongo_db: Any) 
     assert stopped.returncode == 130, stopped.output
     status = project.alley("status")
     assert status.returncode == 0, status.output
+    assert "after 50 documents: the next 'alley up' resumes it" in status.stdout
     resumed = project.alley("--lock-timeout", "20", "up")
 
     assert resumed.returncode == 0, resumed.output
