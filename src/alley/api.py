@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from alley import attempts, dry_run, planning
-from alley.dry_run import StepForecast
+from alley import attempts, planning
 from alley.engine import (
     Checked,
     Engine,
@@ -26,7 +26,6 @@ from alley.engine import (
     read_without_files,
 )
 from alley.errors import AlleyError, LockBusy, MigrationsFolderMissing
-from alley.indexes import large_collection_threshold
 from alley.lease import describe_lock
 from alley.model import (
     Attempt,
@@ -45,6 +44,10 @@ from alley.model import (
     StatusReport,
     StepResult,
 )
+
+if TYPE_CHECKING:
+    # pymongo comes with these: commands that never connect (create) must not import it.
+    from alley.dry_run import StepForecast
 from alley.plugins import plugin_infos
 from alley.settings import Settings
 
@@ -274,6 +277,9 @@ def plan_up(
         checked = engine.preflight(
             snapshot.statuses, plan, fake=fake, allow_drift=allow_drift, retry=retry
         )
+        from alley import dry_run
+        from alley.indexes import large_collection_threshold
+
         forecasts = dry_run.forecast_plan(
             checked.plan.steps,
             checked.loaded,
