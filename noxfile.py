@@ -89,6 +89,15 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks against the peers (writes docs/benchmarks.md)."""
+    """Benchmarks against the peers, then the backfill benchmark (docs/benchmarks.md).
+
+    ``--quick`` goes to both; ``nox -s bench -- --backfill-only ARGS`` runs only
+    ``bench/data_backfill.py ARGS``.
+    """
     session.install("-e", ".[test]")
-    session.run("python", "bench/run.py", *session.posargs)
+    args = list(session.posargs)
+    if args[:1] == ["--backfill-only"]:
+        session.run("python", "bench/data_backfill.py", *args[1:])
+        return
+    session.run("python", "bench/run.py", *args)
+    session.run("python", "bench/data_backfill.py", *(["--quick"] if "--quick" in args else []))

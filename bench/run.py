@@ -504,7 +504,16 @@ def write_markdown(ctx: dict[str, Any], path: Path) -> None:
         lines.append(f"| {name} | {shown} | {verdict} |")
     lines += ["", "## Where alley's time goes", ""]
     lines += profile_section(ctx)
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n" + kept_backfill_section(path))
+
+
+def kept_backfill_section(path: Path) -> str:
+    """The section ``bench/data_backfill.py`` wrote into the old report, kept as it was."""
+    old = path.read_text() if path.exists() else ""
+    start, end = "<!-- backfill:start -->", "<!-- backfill:end -->"
+    if start not in old or end not in old:
+        return ""
+    return "\n" + old[old.index(start) : old.index(end) + len(end)] + "\n"
 
 
 def profile_section(ctx: dict[str, Any]) -> list[str]:
