@@ -525,7 +525,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-resume", action="store_true")
     parser.add_argument("--docs", type=Path, default=DOCS)
     parser.add_argument("--cache", type=Path, default=CACHE_DIR)
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        help="only re-render the report and plot from a results-backfill.json",
+    )
     args = parser.parse_args(argv)
+    if args.from_json:
+        ctx = json.loads(args.from_json.read_text())
+        if ensure_plotting():
+            write_plot(ctx, args.docs / "benchmarks-backfill.png")
+        write_section(args.docs / "benchmarks.md", section(ctx))
+        return 0
     n = args.n or (100_000 if args.quick else 1_000_000)
     plotting = ensure_plotting()
     import pymongo
