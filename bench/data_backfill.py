@@ -513,6 +513,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="N = 100,000")
     parser.add_argument("--n", type=int, help="documents (default 1,000,000)")
     parser.add_argument("--rss-n", type=int, default=0, help="also one alley run at this N")
+    parser.add_argument(
+        "--rss-tools",
+        nargs="+",
+        default=["alley set=/update=", "alley transform="],
+        help="the alley tools run once at --rss-n",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument(
@@ -591,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"resume {tool}: failed: {error}")
         rss_big: dict[str, Any] = {}
         if args.rss_n:
-            for tool in [t for t in ("alley set=/update=", "alley transform=") if t in tools]:
+            for tool in [t for t in args.rss_tools if t in tools]:
                 try:
                     rss_big[tool] = bench.once(tool, args.rss_n)
                     log(f"N={args.rss_n} {tool}: {rss_big[tool]}")
