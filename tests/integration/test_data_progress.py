@@ -149,6 +149,9 @@ def test_on_a_terminal_a_bar_shows_done_and_total(
     assert "running         0003_backfill.py …" in shown
     assert re.search(r"0003_backfill\.py items\s.*1500/1500\s+100%", shown), shown
     assert "done in " in shown
+    # Redrawn as it went (4 times a second, over about 1.5 s): some frames before the end.
+    partial = {int(m[1]) for m in re.finditer(r" (\d+)/1500 ", shown)} - {0, 1500}
+    assert partial, shown
     # The bar ends before the step's result.
     assert shown.rindex("1500/1500") < shown.index("applied         0003_backfill.py")
     assert mongo_db.items.count_documents({"done": True}) == 1500
@@ -251,3 +254,73 @@ def test_an_events_file_that_cannot_be_opened_runs_nothing(
     assert "missing/events.jsonl" in errors[0]
     assert mongo_db.db_migrations.count_documents({}) == 0
     assert mongo_db.counters.count_documents({}) == 0
+
+
+FAILING = """\
+def boom(doc):
+    if doc["_id"] >= 500:
+        raise ValueError("boom at " + str(doc["_id"]))
+    return {"$set": {"done": True}}
+
+
+def up(db, step):
+    # 50 a batch: FerretDB 1.24 (SQLite) hangs on a bulk_write of 100 updates.
+    step.backfill("items", where={"done": {"$ne": True}}, transform=boom, batch_size=50)
+
+
+def down(db, step):
+    pass
+"""
+
+
+def test_a_failing_backfill_says_where_it_stopped(
+    project: Project, mongo_db: Any, backfill: Any, tmp_path: Path
+) -> None:
+    backfill(1000)
+    (project.folder / "0003_backfill.py").write_text(FAILING)
+    events = tmp_path / "events.jsonl"
+
+    result = run(project, "up", "--events", str(events), env={"ALLEY_PROGRESS_INTERVAL": "0"})
+
+    assert result.returncode == 1, result.output
+    shown = progress_lines(result.stderr)
+    assert shown[-1].startswith("0003_backfill.py items: 500/1000 (50%) ")
+    assert shown[-1].endswith(" (stopped)")
+    assert result.stderr.index("(stopped)") < result.stderr.index("alley: error:")
+    objects = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [o["event"] for o in objects][-2:] == ["batch", "step-failed"]
+    assert objects[-2]["done"] == 500
+    assert "boom at 500" in objects[-1]["error"]
+
+
+def test_on_a_terminal_a_failing_backfill_stops_its_bar(
+    project: Project, mongo_db: Any, backfill: Any
+) -> None:
+    backfill(1000)
+    (project.folder / "0003_backfill.py").write_text(FAILING)
+    controller, terminal = os.openpty()
+    try:
+        process = subprocess.Popen(
+            project.command("up"),
+            cwd=project.root,
+            env=project.environment({"COLUMNS": "200"}),
+            stdin=subprocess.DEVNULL,
+            stdout=terminal,
+            stderr=terminal,
+        )
+    finally:
+        os.close(terminal)
+    seen = bytearray()
+    try:
+        read_to_end(controller, seen)
+    finally:
+        process.wait(timeout=60)
+        os.close(controller)
+
+    assert process.returncode == 1, seen
+    shown = seen.decode().replace("\r\n", "\n")
+    assert "500/1000" in shown
+    # The bar is put away (cursor shown again) and the error starts its own line.
+    assert "\x1b[?25h" in shown
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
+    assert "\nalley: error: 0003_backfill.py failed (up): ValueError: boom at 500" in plain
