@@ -457,16 +457,10 @@ def _run(call: Any, as_json: bool, events_to: str | None = None) -> Any:
         for follower in followers:
             follower.batch(event)
 
-    # TODO(issue 13): pass on_progress unconditionally once api.up/down/redo take it.
-    import inspect
-
-    extra = (
-        {"on_progress": on_progress}
-        if "on_progress" in inspect.signature(api.up).parameters
-        else {}
-    )
     try:
-        return call(on_step=on_step, on_start=on_start, on_wait=render.waiting, **extra)
+        return call(
+            on_step=on_step, on_start=on_start, on_progress=on_progress, on_wait=render.waiting
+        )
     except BaseException as error:
         if progress is not None:
             progress.stop()

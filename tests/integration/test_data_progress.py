@@ -4,7 +4,6 @@ pseudo-terminal, and ``--events FILE`` JSON lines."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -17,7 +16,6 @@ from typing import Any
 import pytest
 from test_cli_progress import read_to_end
 
-from alley import api
 from conftest import Project
 
 BACKFILL = """\
@@ -40,8 +38,6 @@ def down(db, step):
 def backfill(project: Project, mongo_db: Any) -> Any:
     """Write ``0003_backfill.py`` (a backfill of ``items`` in batches) over ``count``
     fresh documents."""
-    if "on_progress" not in inspect.signature(api.up).parameters:  # TODO(issue 13): remove
-        pytest.skip("the batch helper's progress is not plumbed through api.up yet")
 
     def write(count: int, size: int = 100, pause: float = 0.0) -> Path:
         mongo_db.items.insert_many([{"_id": i, "n": i} for i in range(count)])
