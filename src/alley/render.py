@@ -495,7 +495,9 @@ class Events:
                 "filename": entry.filename,
                 "direction": entry.direction.value,
                 "fake": entry.fake,
-                "error": " ".join(str(error).split()) or type(error).__name__,
+                "error": "interrupted"
+                if isinstance(error, KeyboardInterrupt)
+                else " ".join(str(error).split()) or type(error).__name__,
             }
         )
 

@@ -336,6 +336,15 @@ def test_a_failed_step_is_said_once() -> None:
     ]
 
 
+def test_ctrl_c_is_said_as_interrupted() -> None:
+    stream = io.StringIO()
+    events = render.Events(stream, now=lambda: AT)
+    events.start(entry())
+    events.failed(KeyboardInterrupt())
+
+    assert events_of(stream)[-1]["error"] == "interrupted"
+
+
 def test_no_step_failed_between_steps() -> None:
     stream = io.StringIO()
     events = render.Events(stream, now=lambda: AT)
