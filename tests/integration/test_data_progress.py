@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 from test_cli_progress import read_to_end
 
-from conftest import Project
+from conftest import Project, finish, wait_for
 
 BACKFILL = """\
 def up(db, step):
@@ -320,3 +321,32 @@ def test_on_a_terminal_a_failing_backfill_stops_its_bar(
     assert "\x1b[?25h" in shown
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
     assert "\nalley: error: 0003_backfill.py failed (up): ValueError: boom at 500" in plain
+
+
+def test_events_of_a_backfill_stopped_by_ctrl_c(
+    project: Project, mongo_db: Any, backfill: Any, tmp_path: Path
+) -> None:
+    backfill(2000, size=100, pause=0.2)
+    events = tmp_path / "events.jsonl"
+    process = project.spawn("up", "--events", str(events))
+
+    def batches() -> int:
+        text = events.read_text() if events.exists() else ""
+        return text.count('"event": "batch"')
+
+    try:
+        wait_for(lambda: batches() >= 2, what="two batches")
+        process.send_signal(signal.SIGINT)
+    finally:
+        result = finish(process)
+
+    assert result.returncode == 130, result.output
+    objects = [json.loads(line) for line in events.read_text().splitlines()]
+    assert objects[-1]["event"] == "step-failed"
+    assert objects[-1]["filename"] == "0003_backfill.py"
+    assert objects[-1]["error"] == "interrupted"
+    last = [o for o in objects if o["event"] == "batch"][-1]
+    assert 0 < last["done"] < 2000
+    # Off a terminal the last line says where it stopped.
+    assert f"0003_backfill.py items: {last['done']}/2000 " in result.stderr
+    assert "(stopped)" in result.stderr
