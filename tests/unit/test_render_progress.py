@@ -52,7 +52,7 @@ def batch(
     number: int,
     *,
     total: int | None = 100000,
-    name: str = "users#0",
+    name: str = "users#1",
     collection: str = "users",
     filename: str = "0003_backfill.py",
     rate: float = 12000.0,
