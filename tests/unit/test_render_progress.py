@@ -239,6 +239,27 @@ def test_on_a_terminal_a_bar_replaces_the_elapsed_time() -> None:
     assert progress._ticker is None
 
 
+def test_on_a_terminal_a_bar_per_backfill() -> None:
+    err = Terminal()
+    progress = render.Progress(err, io.StringIO(), interval=5)
+    progress.start(entry())
+    progress.batch(batch(50, 1, total=50))
+    progress.batch(batch(50, 1, total=50, finished=True, elapsed=1.0))
+    progress.batch(batch(0, 0, name="orders#2", collection="orders", total=70, rate=0))
+    progress.batch(batch(70, 1, name="orders#2", collection="orders", total=70))
+    bars = progress._bars
+    assert bars is not None
+    assert [t.description for t in bars.tasks] == [
+        "0003_backfill.py users",
+        "0003_backfill.py orders",
+    ]
+    assert [t.completed for t in bars.tasks] == [50, 70]
+    progress.step(result())
+
+    assert "done in 1.0s" in err.getvalue()
+    assert "70/70" in err.getvalue()
+
+
 def test_on_a_terminal_a_failed_step_stops_its_bar() -> None:
     err = Terminal()
     progress = render.Progress(err, io.StringIO(), interval=5)
