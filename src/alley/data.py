@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -504,10 +505,34 @@ class _Walk:
         modified = 0
         if operations:
             self._wait()
+            chunk = _updates_per_command(self.collection.database)
             with self.step.helper_writes():
-                result = self.collection.bulk_write(operations, ordered=False)
-            modified = result.modified_count
+                for first in range(0, len(operations), chunk):
+                    result = self.collection.bulk_write(
+                        operations[first : first + chunk], ordered=False
+                    )
+                    modified += result.modified_count
         return seen, modified, end, seen < self.batch_size
+
+
+#: FerretDB 1.24 never answers an ``update`` command of 100 or more statements, and the
+#: database stays stuck behind it (measured: 99 take 0.8 s, 100 time out; reads of that
+#: database then hang too). pymongo sends a ``bulk_write`` as one command per 100,000
+#: statements, so on FerretDB the helper splits a batch's updates itself.
+FERRETDB_UPDATES_PER_COMMAND = 99
+_UPDATES_PER_COMMAND: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def _updates_per_command(db: Any) -> int:
+    """How many update statements one command may carry on ``db``'s server (asked once
+    per client)."""
+    client = db.client
+    if client not in _UPDATES_PER_COMMAND:
+        info = client.admin.command("buildInfo")
+        _UPDATES_PER_COMMAND[client] = (
+            FERRETDB_UPDATES_PER_COMMAND if "ferretdbVersion" in info else 100_000
+        )
+    return _UPDATES_PER_COMMAND[client]
 
 
 __all__ = [

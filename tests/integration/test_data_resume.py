@@ -373,3 +373,23 @@ def test_a_dry_run_counts_and_writes_nothing(watched_db: Any, mongo_db: Any) -> 
     names = {e.command_name for e in listener.started_events}
     assert names <= {"aggregate", "count", "find", "endSessions", "hello", "isMaster", "ping"}
     assert mongo_db.items.count_documents({"v": 2}) == 10
+
+
+def test_a_default_batch_of_1000_updates_goes_through_on_every_server(
+    project: Project, mongo_db: Any
+) -> None:
+    """FerretDB 1.24 never answers an update command of 100 or more statements (and its
+    database stays stuck): the helper splits a batch's updates there."""
+    seed(mongo_db, 300)  # one default batch (1000) of 300 updates: over 99
+    (project.folder / "0001_backfill.py").write_text(
+        "def up(db, step):\n"
+        '    step.backfill("items", where={"v": {"$ne": 2}},\n'
+        '                  transform=lambda d: {"$set": {"v": 2}, "$inc": {"times": 1}})\n\n\n'
+        "def down(db):\n    pass\n"
+    )
+
+    # A process, so that a server that never answers fails the test instead of hanging it.
+    result = project.alley("up", process=True, timeout=60)
+
+    assert result.returncode == 0, result.output
+    assert_each_once(mongo_db, 300)

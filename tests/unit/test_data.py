@@ -112,6 +112,10 @@ class Collection:
         self.documents: list[dict[str, Any]] = []
         self.finds: list[dict[str, Any]] = []
 
+    @property
+    def database(self) -> FakeDB:
+        return self.db
+
     def _write(self, command: str) -> None:
         if self.db.writes is not None:
             self.db.writes.add(f"{command} {self.name}")
@@ -145,8 +149,20 @@ class Collection:
         return Result(matched, modified)
 
 
+class FakeClient:
+    """What the helper asks of the client: the server's buildInfo (here not FerretDB's)."""
+
+    def __init__(self) -> None:
+        self.admin = self
+
+    def command(self, name: str) -> dict[str, Any]:
+        assert name == "buildInfo"
+        return {"version": "7.0.0"}
+
+
 class FakeDB:
     def __init__(self) -> None:
+        self.client = FakeClient()
         self.collections: dict[str, Collection] = {}
         self.writes: Writes | None = None
         self.calls: list[Any] = []  # what migrations call through db.during
