@@ -8,7 +8,9 @@ Exit codes are set in exactly one place, :func:`main`.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from typing import Annotated, Any
@@ -22,7 +24,7 @@ EXIT_CODES_HELP = (
     "Exit codes: 0 ok · 1 migration failed · 2 usage · 3 configuration/discovery · "
     "4 connection/authentication · 5 lock busy · 6 integrity (drift, out of order) · "
     "7 pending work (status --check) · 8 plugin error · 9 a step finished after the "
-    "lock was lost · 70 internal error · 130 interrupted."
+    "lock was lost · 70 internal error · 130 interrupted · 143 terminated (SIGTERM)."
 )
 
 
@@ -647,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
     except AlleyError as error:
         return _fail(error, error.exit_code, str(error), verbose)
     except KeyboardInterrupt as error:
-        return _fail(error, ExitCode.INTERRUPTED, "interrupted", verbose)
+        return _interrupted(error, verbose)
     except Exception as error:
         return _from_other(error, verbose)
     finally:  # every client the command opened is closed as it ends
@@ -655,6 +657,9 @@ def main(argv: list[str] | None = None) -> int:
         if hookcalls is not None:
             hookcalls.close_connections()
     if returned == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into Exit(130) itself
+        if _sigterm_received.is_set():
+            sys.stderr.write("alley: error: terminated (SIGTERM)\n")
+            return ExitCode.TERMINATED
         sys.stderr.write("alley: error: interrupted\n")
     return returned if isinstance(returned, int) else ExitCode.OK
 
@@ -681,8 +686,8 @@ def _from_other(error: Exception, verbose: bool) -> int:
 
     if isinstance(error, typer.Exit):
         return int(error.exit_code)
-    if isinstance(error, typer.Abort):
-        return _fail(error, ExitCode.INTERRUPTED, "interrupted", verbose)
+    if isinstance(error, typer.Abort):  # click's form of a KeyboardInterrupt
+        return _interrupted(error, verbose)
     if isinstance(error, NoArgsIsHelpError):
         error.show()
         return ExitCode.USAGE
@@ -697,6 +702,12 @@ def _from_other(error: Exception, verbose: bool) -> int:
     )
 
 
+def _interrupted(error: BaseException, verbose: bool) -> int:
+    if _sigterm_received.is_set():
+        return _fail(error, ExitCode.TERMINATED, "terminated (SIGTERM)", verbose)
+    return _fail(error, ExitCode.INTERRUPTED, "interrupted", verbose)
+
+
 def _fail(error: BaseException, code: int, message: str, verbose: bool) -> int:
     if verbose:
         traceback.print_exception(error, file=sys.stderr)
@@ -705,9 +716,25 @@ def _fail(error: BaseException, code: int, message: str, verbose: bool) -> int:
 
 
 def run() -> None:
+    # A deploy system stops a process with SIGTERM: alley then stops as at Ctrl-C (the
+    # step in progress logged interrupted, the lock released), not dead with its lock
+    # held until the lease runs out. Only the command does this, not a library call.
+    signal.signal(signal.SIGTERM, _terminate)
     code = main()
     _skip_pymongo_exit_wait()
     sys.exit(code)
+
+
+# Set by the SIGTERM handler: typer reports any KeyboardInterrupt as exit 130, so the
+# code 143 is decided from this.
+_sigterm_received = threading.Event()
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    from alley.errors import Terminated
+
+    _sigterm_received.set()
+    raise Terminated
 
 
 def _skip_pymongo_exit_wait() -> None:

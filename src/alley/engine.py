@@ -31,6 +31,7 @@ from alley.errors import (
     DiscoveryError,
     MigrationFailed,
     MigrationsFolderMissing,
+    Terminated,
     UsageError,
 )
 from alley.hookcalls import Hooks, as_connection_error
@@ -521,7 +522,7 @@ class Run:
                 if self.lease.lost is None:
                     batch.flush()
                 raise
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as interruption:
                 # Its effect is unknown: logged interrupted, so the next run asks a person
                 # (unless it wrote only through checkpointed helpers: it resumes).
                 started = context.entry
@@ -529,7 +530,9 @@ class Run:
                     started,
                     Event.INTERRUPTED,
                     duration_s=time.perf_counter() - clock,
-                    error="interrupted by the user (Ctrl-C)",
+                    error="terminated (SIGTERM)"
+                    if isinstance(interruption, Terminated)
+                    else "interrupted by the user (Ctrl-C)",
                     writes=writes.count,
                 )
                 batch.add(stopped, keep_open=True)

@@ -24,6 +24,13 @@ class ExitCode(IntEnum):
     LEASE_LOST = 9
     INTERNAL = 70
     INTERRUPTED = 130
+    TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM reached the ``alley`` command (a deploy system stopping it): it stops as
+    at Ctrl-C (the step in progress is logged interrupted, the lock released) and
+    exits 143."""
 
 
 class AlleyError(Exception):

@@ -678,6 +678,26 @@ def test_ctrl_c_mid_migration_releases_the_lock_and_logs_the_step_interrupted(
     assert counters(mongo_db) == {}
 
 
+def test_sigterm_mid_migration_stops_like_ctrl_c_and_exits_143(
+    project: Project, mongo_db: Any
+) -> None:
+    slow(project, "0001_slow.py", 30)
+
+    run = project.spawn("--lease", "30", "up")
+    wait_for(lambda: mongo_db.marks.count_documents({}) == 1, what="the slow migration")
+    run.send_signal(signal.SIGTERM)
+    stopped = finish(run)
+    started = time.monotonic()
+    after = project.alley("--lock-timeout", "20", "up")
+
+    assert stopped.returncode == 143, stopped.output
+    assert stopped.stderr.splitlines()[-1] == "alley: error: terminated (SIGTERM)"
+    assert time.monotonic() - started < 10  # the lock was released, not left to expire
+    assert after.returncode == INTEGRITY
+    assert "0001_slow.py was interrupted" in after.stderr
+    assert "terminated (SIGTERM)" in project.alley("history", "1").stdout
+
+
 def test_refused_mark_changes_nothing(project: Project, mongo_db: Any) -> None:
     project.counter("0001_a.py")
     assert project.alley("up").returncode == 0
