@@ -245,10 +245,10 @@ def down(db, step):
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[RestartableFerretDB]:
     """A FerretDB of the test's own, killed and restarted on its data (test_safety's)."""
-    from alley.testing import find_ferretdb
+    from alley.testing import build_ferretdb, find_ferretdb
 
-    if find_ferretdb() is None:
-        pytest.skip("needs a FerretDB 1.24 binary (on PATH or in the cache)")
+    if find_ferretdb() is None:  # the mongo-java-server pass alone: build it (cached)
+        build_ferretdb()
     server = RestartableFerretDB(tmp_path / "own-server")
     server.start()
     yield server

@@ -121,9 +121,16 @@ class LegacyAlley:
         return self.venv / "bin" / "python"
 
     def command(
-        self, database: str, host: str, port: int, path: str | Path, *args: str
+        self,
+        database: str,
+        host: str,
+        port: int,
+        path: str | Path,
+        *args: str,
+        login: Sequence[str] = (),
     ) -> list[str]:
-        """0.0.3's command line: connection options, then PATH, then the command."""
+        """0.0.3's command line: connection options (``login``: ``-u``/``-w``/``-a``),
+        then PATH, then the command."""
         return [
             str(self.python),
             "-c",
@@ -134,6 +141,7 @@ class LegacyAlley:
             host,
             "-p",
             str(port),
+            *login,
             str(path),
             *args,
         ]
@@ -145,13 +153,14 @@ class LegacyAlley:
         port: int,
         path: str | Path,
         *args: str,
+        login: Sequence[str] = (),
         timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``alley -db DATABASE -h HOST -p PORT PATH ARGS...`` of 0.0.3; its output
         (the log lines go to stderr) and exit code."""
         environment = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         return subprocess.run(
-            self.command(database, host, port, path, *args),
+            self.command(database, host, port, path, *args, login=login),
             capture_output=True,
             check=False,
             text=True,
