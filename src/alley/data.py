@@ -234,13 +234,17 @@ class Step:
             self.planned.append(PlannedWork("backfill", collection, name, documents=count))
             return BackfillResult(count, 0, 0, resumed_from=walk.done_before)
         if transform is not None:
-            return walk.run(lambda ids: walk.transform_batch(ids, transform), rate, pause)
+            return walk.run(
+                lambda batch, last: walk.transform_batch(batch, last, transform), None, rate, pause
+            )
         change: Any = [{"$set": dict(set)}] if set else update
         if isinstance(change, Mapping):
             change = dict(change)
         elif isinstance(change, Sequence):
             change = [dict(stage) for stage in change]
-        return walk.run(lambda ids: walk.server_batch(ids, change), rate, pause)
+        return walk.run(
+            lambda batch, last: walk.server_batch(batch, last, change), {"_id": 1}, rate, pause
+        )
 
     # -- indexes ----------------------------------------------------------------------------
 
@@ -365,7 +369,8 @@ class _Walk:
 
     def run(
         self,
-        apply: Callable[[Any], tuple[int, int, Any, bool]],
+        apply: Callable[[list[dict[str, Any]], Any], tuple[int, int]],
+        projection: Mapping[str, Any] | None,
         rate: float | None,
         pause: float,
     ) -> BackfillResult:
@@ -376,28 +381,56 @@ class _Walk:
         began = self.began = step._clock()
         self.rate, self.pause = rate, pause
         step._progress(self._event(done, total, 0, last, began, resumed_from=done))
-        while True:
-            matched, modified, batch_last, finished = apply(last)
-            if matched == 0 and finished:
-                break
+        for batch in self._batches(projection):
+            matched, modified = apply(batch, last)
+            finished = len(batch) < self.batch_size
             self.batches += 1
             self.matched += matched
             self.modified += modified
             done += matched
-            last = batch_last
+            last = batch[-1]["_id"]
             if total is not None and done > total:
                 total = done
             with step.helper_writes():
                 step._checkpoint(Checkpoint(self.name, last, done, finished=finished))
             step._progress(self._event(done, total, self.batches, last, began))
-            if finished:
-                break
         final = Checkpoint(self.name, last, done, finished=True)
         if step._checkpoints.get(self.name) != final:
             with step.helper_writes():
                 step._checkpoint(final)
         step._progress(self._event(done, done, self.batches, last, began, finished=True))
         return BackfillResult(self.matched, self.modified, self.batches, self.done_before)
+
+    def _batches(self, projection: Mapping[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
+        """The documents still to do, in ``_id`` order, ``batch_size`` at a time, read
+        from one cursor: one query for the whole walk, not one per batch (a query per
+        batch costs a sort on servers without MongoDB's ``_id`` index scans). A batch is
+        asked for only once the one before it is applied, so if the server drops the
+        cursor (idle past its timeout during a long ``pause``), the walk reopens it after
+        the last ``_id`` given out."""
+        from pymongo.errors import CursorNotFound
+
+        last = self.start.last_id if self.start is not None else None
+        while True:
+            cursor = (
+                self.collection.find(_and(self.where, self._after(last)), projection)
+                .sort("_id", 1)
+                .batch_size(self.batch_size)
+            )
+            batch: list[dict[str, Any]] = []
+            with contextlib.closing(cursor):
+                try:
+                    for document in cursor:
+                        batch.append(document)
+                        if len(batch) == self.batch_size:
+                            yield batch
+                            last = batch[-1]["_id"]
+                            batch = []
+                except CursorNotFound:
+                    continue  # reopened after ``last``; a partial batch is read again
+            if batch:
+                yield batch
+            return
 
     def _wait(self) -> None:
         """Before a batch's write, from the second on: ``pause``, and what ``rate``
@@ -447,61 +480,30 @@ class _Walk:
 
     # -- the two ways to apply a batch -------------------------------------------------------
 
-    def server_batch(self, last: Any, change: Any) -> tuple[int, int, Any, bool]:
-        """One ``update_many`` over the next batch's ``_id`` range: its end is the
-        ``batch_size``-th matching ``_id`` (the last batch has no end)."""
-        after = self._after(last)
-        ends = list(
-            self.collection.find(_and(self.where, after), {"_id": 1})
-            .sort("_id", 1)
-            .skip(self.batch_size - 1)
-            .limit(1)
-        )
-        if ends:
-            end = ends[0]["_id"]
-            bounds = {"_id": {**after.get("_id", {}), "$lte": end}}
-            self._wait()
-            with self.step.helper_writes():
-                result = self.collection.update_many(_and(self.where, bounds), change)
-            return result.matched_count, result.modified_count, end, False
-        # The last batch: fewer than batch_size left. Its last _id is read first, so
-        # that the checkpoint says where it ended.
-        tail = list(
-            self.collection.find(_and(self.where, after), {"_id": 1}).sort("_id", -1).limit(1)
-        )
-        if not tail:
-            return 0, 0, last, True
-        end = tail[0]["_id"]
-        bounds = {"_id": {**after.get("_id", {}), "$lte": end}}
+    def server_batch(self, batch: list[dict[str, Any]], last: Any, change: Any) -> tuple[int, int]:
+        """One ``update_many`` over the batch's ``_id`` range (after the previous batch's
+        last ``_id``, up to this one's): the server computes the change."""
+        bounds = {"_id": {**self._after(last).get("_id", {}), "$lte": batch[-1]["_id"]}}
         self._wait()
         with self.step.helper_writes():
             result = self.collection.update_many(_and(self.where, bounds), change)
-        return result.matched_count, result.modified_count, end, True
+        return result.matched_count, result.modified_count
 
-    def transform_batch(self, last: Any, transform: Transform) -> tuple[int, int, Any, bool]:
-        """The next ``batch_size`` documents, streamed, transformed in Python, written
-        with one ``bulk_write`` (each update's filter keeps ``where``)."""
+    def transform_batch(
+        self, batch: list[dict[str, Any]], last: Any, transform: Transform
+    ) -> tuple[int, int]:
+        """The batch's documents transformed in Python, written with one ``bulk_write``
+        (each update's filter keeps ``where``)."""
         from pymongo import UpdateOne
 
-        cursor = (
-            self.collection.find(_and(self.where, self._after(last)))
-            .sort("_id", 1)
-            .limit(self.batch_size)
-            .batch_size(self.batch_size)
-        )
         operations = []
-        seen = 0
-        end = last
-        with contextlib.closing(cursor):
-            for document in cursor:
-                seen += 1
-                end = document["_id"]
-                change = transform(document)
-                if change is None:
-                    continue
-                if not isinstance(change, Mapping):
-                    change = [dict(stage) for stage in change]
-                operations.append(UpdateOne(_and({"_id": end}, self.where), change))
+        for document in batch:
+            change = transform(document)
+            if change is None:
+                continue
+            if not isinstance(change, Mapping):
+                change = [dict(stage) for stage in change]
+            operations.append(UpdateOne(_and({"_id": document["_id"]}, self.where), change))
         modified = 0
         if operations:
             self._wait()
@@ -512,7 +514,7 @@ class _Walk:
                         operations[first : first + chunk], ordered=False
                     )
                     modified += result.modified_count
-        return seen, modified, end, seen < self.batch_size
+        return len(batch), modified
 
 
 #: FerretDB 1.24 never answers an ``update`` command of 100 or more statements, and the

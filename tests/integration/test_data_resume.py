@@ -288,12 +288,13 @@ def test_server_restart_half_way_resumes_after_the_lease(
 class Commands(monitoring.CommandListener):
     def __init__(self) -> None:
         self.started_events: list[monitoring.CommandStartedEvent] = []
+        self.succeeded_events: list[monitoring.CommandSucceededEvent] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.started_events.append(event)
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
+        self.succeeded_events.append(event)
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
@@ -328,10 +329,17 @@ def test_the_helper_streams_one_batch_at_a_time(watched_db: Any, mongo_db: Any) 
     )
 
     assert (result.matched, result.modified, result.batches) == (95, 95, 10)
-    finds = [e.command for e in listener.started_events if e.command_name == "find"]
-    assert finds
-    assert all(f.get("limit") == BATCH for f in finds)
-    assert all(e.command_name != "getMore" for e in listener.started_events)
+    # One query for the whole walk, read a batch at a time: never the collection at once.
+    [find] = [e.command for e in listener.started_events if e.command_name == "find"]
+    assert find["batchSize"] == BATCH
+    more = [e.command for e in listener.started_events if e.command_name == "getMore"]
+    assert more
+    assert all(m["batchSize"] == BATCH for m in more)
+    replies = [e.reply for e in listener.succeeded_events if e.command_name in {"find", "getMore"}]
+    assert (
+        max(len(r["cursor"].get("firstBatch", r["cursor"].get("nextBatch", []))) for r in replies)
+        == BATCH
+    )
     assert len(checkpoints) == 10
     assert checkpoints[-1][0].finished
     assert [e.done for e in events if not e.finished][-1] == 95
@@ -393,3 +401,57 @@ def test_a_default_batch_of_1000_updates_goes_through_on_every_server(
 
     assert result.returncode == 0, result.output
     assert_each_once(mongo_db, 300)
+
+
+def test_a_cursor_the_server_drops_is_reopened_after_the_last_batch_done(
+    watched_db: Any, mongo_db: Any
+) -> None:
+    """The walk reads one cursor; a server that drops it (idle past its timeout during a
+    long pause) costs a new query after the last batch applied, not a failed step."""
+    seed(mongo_db, 35)
+    listener = watched_db.listener
+    killed: list[int] = []
+
+    def transform(doc: dict[str, Any]) -> dict[str, Any]:
+        if doc["_id"] == 15 and not killed:  # batch 2: the cursor has a batch to go
+            [reply] = [e.reply for e in listener.succeeded_events if e.command_name == "find"]
+            killed.append(reply["cursor"]["id"])
+            mongo_db.command("killCursors", "items", cursors=killed)
+        return {"$set": {"v": 2}, "$inc": {"times": 1}}
+
+    step = Step(watched_db, "0001_x.py")
+    result = step.backfill("items", where={"v": 1}, transform=transform, batch_size=BATCH)
+
+    assert killed
+    assert (result.matched, result.modified) == (35, 35)
+    finds = [e.command for e in listener.started_events if e.command_name == "find"]
+    assert len(finds) == 2
+    assert finds[1]["filter"] == {"$and": [{"v": 1}, {"_id": {"$gt": 19}}]}
+    assert_each_once(mongo_db, 35)
+
+
+def test_a_fixed_migration_resumes_from_the_checkpoint_of_the_failed_one(
+    project: Project, mongo_db: Any
+) -> None:
+    """The usual way out of a failure half-way: fix the code, run ``up`` again. The fixed
+    file resumes where the failed one stopped; the documents done keep their result."""
+    seed(mongo_db)
+    armed, _ = gated_backfill(project, fail=True)
+    assert project.alley("up").returncode != 0
+    assert mongo_db.items.count_documents({"times": 1}) == 50
+
+    path = project.folder / "0001_backfill.py"
+    path.write_text(
+        path.read_text().replace('"$set": {"v": 2}', '"$set": {"v": 2, "fixed": True}')
+    )
+    resumed = project.alley("up")
+
+    assert resumed.returncode == 0, resumed.output
+    assert "resuming 0001_backfill.py from its checkpoint (50 documents done)" in resumed.output
+    assert_each_once(mongo_db)
+    assert mongo_db.items.count_documents({"fixed": True}) == 50
+    assert mongo_db.items.find_one({"_id": 49}).get("fixed") is None
+    assert mongo_db.items.find_one({"_id": 50})["fixed"] is True
+    assert armed.exists()  # the fix, not the test's gate, let it through
+    verify = project.alley("verify")
+    assert verify.returncode == 0, verify.output
