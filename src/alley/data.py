@@ -381,6 +381,12 @@ class _Walk:
         began = self.began = step._clock()
         self.rate, self.pause = rate, pause
         step._progress(self._event(done, total, 0, last, began, resumed_from=done))
+        if self.start is None:
+            # Written before the first batch's write, so that a step killed in its first
+            # batch is resumable (from the start; ``where`` skips what that batch did)
+            # rather than interrupted with an unknown effect.
+            with step.helper_writes():
+                step._checkpoint(Checkpoint(self.name, None, 0))
         for batch in self._batches(projection):
             matched, modified = apply(batch, last)
             finished = len(batch) < self.batch_size

@@ -35,7 +35,7 @@ seen = []
 
 def transform(doc):
     seen.append(doc["_id"])
-    if len(seen) == 51 and os.path.exists(ARMED):
+    if len(seen) == {stop_at} and os.path.exists(ARMED):
         if {fail!r}:
             raise ValueError("half-way")
         open(WAITING, "w").close()
@@ -53,13 +53,16 @@ def down(db, step):
 """
 
 
-def gated_backfill(project: Project, *, fail: bool = False) -> tuple[Path, Path]:
-    """``0001_backfill.py``: a transform backfill of ``items`` that stops at batch 6 while
-    the returned *armed* file exists (creating *waiting*), or raises there (``fail``)."""
+def gated_backfill(project: Project, *, fail: bool = False, stop_at: int = 51) -> tuple[Path, Path]:
+    """``0001_backfill.py``: a transform backfill of ``items`` that stops at its
+    ``stop_at``-th document (default: the first of batch 6) while the returned *armed*
+    file exists (creating *waiting*), or raises there (``fail``)."""
     armed, waiting = project.root / "armed", project.root / "waiting"
     armed.touch()
     (project.folder / "0001_backfill.py").write_text(
-        GATED.format(armed=str(armed), waiting=str(waiting), fail=fail, batch=BATCH)
+        GATED.format(
+            armed=str(armed), waiting=str(waiting), fail=fail, batch=BATCH, stop_at=stop_at
+        )
     )
     return armed, waiting
 
@@ -106,6 +109,28 @@ def test_kill_9_half_way_resumes_and_transforms_each_document_once(
     assert ("0001_backfill.py", "interrupted") in events
     assert ("0001_backfill.py", "succeeded") in events
     assert project.alley("verify").returncode == 0
+
+
+def test_kill_9_in_the_first_batch_resumes_from_the_start(project: Project, mongo_db: Any) -> None:
+    """Killed before its first checkpoint: the checkpoint written before the first write
+    makes the step resumable (not 'interrupted, effect unknown')."""
+    seed(mongo_db)
+    armed, waiting = gated_backfill(project, stop_at=5)
+
+    victim = project.spawn("--lease", "2", "up")
+    wait_for(waiting.exists, what="the backfill to reach its 5th document")
+    assert open_checkpoints(mongo_db) == [
+        {"name": "items#1", "last_id": None, "done": 0, "finished": False}
+    ]
+    victim.send_signal(signal.SIGKILL)
+    finish(victim)
+    armed.unlink()
+
+    resumed = project.alley("--lease", "2", "--lock-timeout", "30", "up")
+
+    assert resumed.returncode == 0, resumed.output
+    assert "resuming 0001_backfill.py from its checkpoint (0 documents done)" in resumed.output
+    assert_each_once(mongo_db)
 
 
 def test_ctrl_c_half_way_resumes_without_retry(project: Project, mongo_db: Any) -> None:
@@ -340,7 +365,8 @@ def test_the_helper_streams_one_batch_at_a_time(watched_db: Any, mongo_db: Any) 
         max(len(r["cursor"].get("firstBatch", r["cursor"].get("nextBatch", []))) for r in replies)
         == BATCH
     )
-    assert len(checkpoints) == 10
+    assert checkpoints[0] == (Checkpoint("items#1", None, 0),)  # before the first write
+    assert len(checkpoints) == 11
     assert checkpoints[-1][0].finished
     assert [e.done for e in events if not e.finished][-1] == 95
     assert events[-1].finished
@@ -441,9 +467,7 @@ def test_a_fixed_migration_resumes_from_the_checkpoint_of_the_failed_one(
     assert mongo_db.items.count_documents({"times": 1}) == 50
 
     path = project.folder / "0001_backfill.py"
-    path.write_text(
-        path.read_text().replace('"$set": {"v": 2}', '"$set": {"v": 2, "fixed": True}')
-    )
+    path.write_text(path.read_text().replace('"$set": {"v": 2}', '"$set": {"v": 2, "fixed": True}'))
     resumed = project.alley("up")
 
     assert resumed.returncode == 0, resumed.output

@@ -210,8 +210,8 @@ def test_transform_walks_in_batches_checkpointing_after_each() -> None:
 
     assert (result.matched, result.modified, result.batches, result.resumed_from) == (25, 25, 3, 0)
     assert times(items) == [1] * 25
-    assert [c[0].last_id for c in checkpoints] == [9, 19, 24]
-    assert [c[0].done for c in checkpoints] == [10, 20, 25]
+    assert [c[0].last_id for c in checkpoints] == [None, 9, 19, 24]  # None: before any write
+    assert [c[0].done for c in checkpoints] == [0, 10, 20, 25]
     assert checkpoints[-1][0].finished
     assert [(e.batch, e.done, e.total) for e in events] == [
         (0, 0, 25),
