@@ -88,20 +88,21 @@ def _listener_base() -> type:
 
 
 class _Watcher:
-    """The one listener of this process; counts into the step being watched."""
+    """The one listener of this process; counts into the step each thread watches
+    (a multi-database command runs several steps at once, one per thread)."""
 
     def __init__(self) -> None:
-        self._watching: tuple[int, Writes] | None = None
+        self._watching: dict[int, Writes] = {}
 
     def started(self, event: CommandStartedEvent) -> None:
-        watching = self._watching
-        if watching is None or watching[0] != threading.get_ident():
+        writes = self._watching.get(threading.get_ident())
+        if writes is None:
             return
         name = event.command_name
         if _is_write(name, event.command):
             target = event.command.get(name)
             where = f" {target}" if isinstance(target, str) else ""
-            watching[1].add(f"{name}{where}")
+            writes.add(f"{name}{where}")
 
     def succeeded(self, event: Any) -> None:
         pass
@@ -113,11 +114,12 @@ class _Watcher:
     def watch(self, db: Any) -> Iterator[Writes]:
         writes = Writes()
         writes.known = self.sees(db)
-        self._watching = (threading.get_ident(), writes)
+        thread = threading.get_ident()
+        self._watching[thread] = writes
         try:
             yield writes
         finally:
-            self._watching = None
+            del self._watching[thread]
 
     def sees(self, db: Any) -> bool:
         client = getattr(db, "client", None)
