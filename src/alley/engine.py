@@ -105,6 +105,9 @@ class Engine:
     :param sleep: How to wait between tries of a busy lock (tests inject one).
     :param heartbeat: Renew the lease from a thread (tests renew by hand).
     :param watch_writes: Counts what a step's code writes (tests inject one).
+    :param hooks: The plugins' hooks to use instead of loading plugins (a
+        multi-database command shares one set across its databases).
+    :param migrations: The migrations to use instead of discovering them (likewise).
     """
 
     def __init__(
@@ -117,6 +120,8 @@ class Engine:
         sleep: Callable[[float], None] = time.sleep,
         heartbeat: bool = True,
         watch_writes: WriteWatch = write_watch.watch,
+        hooks: Hooks | None = None,
+        migrations: tuple[Migration, ...] | None = None,
     ) -> None:
         self.settings = settings
         self._db = db
@@ -126,6 +131,11 @@ class Engine:
         self.heartbeat = heartbeat
         self.watch_writes = watch_writes
         self.notes: list[str] = []
+        # Given ones fill the cached properties below, which then never compute.
+        if hooks is not None:
+            self.__dict__["hooks"] = hooks
+        if migrations is not None:
+            self.__dict__["migrations"] = migrations
 
     @cached_property
     def hooks(self) -> Hooks:
