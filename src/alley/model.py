@@ -88,11 +88,16 @@ class MigrationFunctions:
     ``idempotent`` is the module's ``idempotent = True``: the migration declares it is
     safe to run again after it failed part-way, so such a failure never waits for a
     person.
+
+    ``transaction`` is the module's ``transaction = True``: its ``up``/``down`` and its
+    history record are written in one transaction (:mod:`alley.transactions`), so a
+    failure leaves neither.
     """
 
     up: Callable[..., Any] | None
     down: Callable[..., Any] | None
     idempotent: bool = False
+    transaction: bool = False
 
 
 @dataclass(frozen=True)
