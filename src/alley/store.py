@@ -30,7 +30,7 @@ paused, can leave two records for one migration.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from alley.errors import IntegrityError
 from alley.model import HistoryRecord, Holder, LockState, LogEntry
@@ -109,6 +109,31 @@ class ReplacesRecords(Protocol):
         """Put ``new`` in the place of every record with ``old.filename``, with
         ``old.date`` as its date (``new.date`` is ignored). A crash part-way may leave
         both, never neither."""
+        ...
+
+
+@runtime_checkable
+class JoinsTransactions(Protocol):
+    """Optional, beside :class:`Records`: write a migration's record inside the
+    migration's own MongoDB transaction (``transaction = True``, see
+    :mod:`alley.transactions`), so the step's data and its record commit together.
+
+    A store without it cannot: the pre-flight refuses a transactional migration with
+    it (exit 3) before anything runs. A store in another system (SQLite, PostgreSQL, a
+    file) cannot take part in a MongoDB transaction and should not implement it.
+    """
+
+    def joins_transactions_of(self, client: Any) -> bool:
+        """Whether :meth:`records_in` can write through a session of ``client`` (the
+        pymongo ``MongoClient`` the migrations use): the store's records live on that
+        client, in a database where MongoDB allows transactions."""
+        ...
+
+    def records_in(self, session: Any) -> Records:
+        """The records, written through ``session`` (a pymongo ``ClientSession`` in a
+        transaction): ``add_record`` and ``remove_record`` as :class:`Records` says,
+        their writes committed or aborted with the transaction. Reads need not go
+        through it."""
         ...
 
 
@@ -202,6 +227,7 @@ class HistoryStore(Records, Lock, RunLog, Protocol):
 __all__ = [
     "ClaimConflict",
     "HistoryStore",
+    "JoinsTransactions",
     "Lock",
     "RecordExists",
     "Records",
