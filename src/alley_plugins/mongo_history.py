@@ -36,7 +36,7 @@ from alley.model import (
     LockState,
     LogEntry,
 )
-from alley.store import ClaimConflict, HistoryStore, RecordExists
+from alley.store import ClaimConflict, HistoryStore, RecordExists, Records
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
@@ -98,7 +98,7 @@ class MongoHistoryStore:
             for filename, record in records.items()
         ]
 
-    def add_record(self, record: HistoryRecord) -> None:
+    def add_record(self, record: HistoryRecord, *, session: Any = None) -> None:
         from pymongo.errors import PyMongoError
 
         # _id = filename: the one race-safe write on every server makes a second record
@@ -106,7 +106,7 @@ class MongoHistoryStore:
         # read the same).
         document = _record_document(record, self._record_date(record.date))
         try:
-            self.collection.insert_one(document)
+            self.collection.insert_one(document, session=session)
         except PyMongoError as error:
             if _is_duplicate_key(error):
                 raise RecordExists(record.filename) from None
@@ -154,17 +154,27 @@ class MongoHistoryStore:
         if date is not None and (self._newest_date is None or date > self._newest_date):
             self._newest_date = date
 
-    def remove_record(self, record: HistoryRecord) -> None:
+    def remove_record(self, record: HistoryRecord, *, session: Any = None) -> None:
         # 0.0.3 removed every record with the filename (a migration recorded twice by
         # parallel 0.0.3 runs included). Deleting by _id is what the server finds fast
         # (FerretDB scans the collection for any other filter); read_records collected
         # them.
         ids = record.extra.get("_ids")
         if not ids:
-            self.collection.delete_many({"filename": record.filename})
+            self.collection.delete_many({"filename": record.filename}, session=session)
             return
         # With the key alley writes under, so a record added since the read goes too.
-        self.collection.delete_many({"_id": {"$in": [*ids, record.filename]}})
+        self.collection.delete_many({"_id": {"$in": [*ids, record.filename]}}, session=session)
+
+    # -- a migration's transaction (alley.store.JoinsTransactions) ----------
+
+    def joins_transactions_of(self, client: Any) -> bool:
+        # The records must be written through a session of the migrations' client, and
+        # MongoDB allows no transaction in admin, config or local.
+        return client is self.db.client and self.db.name not in ("admin", "config", "local")
+
+    def records_in(self, session: Any) -> Records:
+        return _SessionRecords(self, session)
 
     # -- the lock -----------------------------------------------------------
 
@@ -336,6 +346,23 @@ class MongoHistoryStore:
 # Duplicate key: E11000 everywhere, but FerretDB 2.5 answers an upsert conflict with
 # code 1 (InternalError) and the same words.
 _DUPLICATE_CODES = frozenset({11000, 11001, 12582})
+
+
+class _SessionRecords:
+    """The store's records, written through a session (in a migration's transaction)."""
+
+    def __init__(self, store: MongoHistoryStore, session: Any) -> None:
+        self._store = store
+        self._session = session
+
+    def read_records(self) -> list[HistoryRecord]:
+        return self._store.read_records()
+
+    def add_record(self, record: HistoryRecord) -> None:
+        self._store.add_record(record, session=self._session)
+
+    def remove_record(self, record: HistoryRecord) -> None:
+        self._store.remove_record(record, session=self._session)
 
 
 def _is_duplicate_key(error: Any) -> bool:
