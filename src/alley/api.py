@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from alley import attempts, planning
 from alley.engine import (
@@ -48,6 +48,7 @@ from alley.model import (
 if TYPE_CHECKING:
     # pymongo comes with these: commands that never connect (create) must not import it.
     from alley.dry_run import StepForecast
+    from alley.fleet import FleetReport, OutcomeCallback
 from alley.plugins import plugin_infos
 from alley.settings import Settings
 
@@ -556,6 +557,36 @@ def verify(settings: Settings, *, project: Engine | None = None) -> VerifyReport
             if s.id < newest
         ]
     return VerifyReport(tuple(problems), report)
+
+
+def over_databases(
+    settings: Settings,
+    command: str,
+    *,
+    jobs: int | None = None,
+    fail_fast: bool = False,
+    on_outcome: OutcomeCallback | None = None,
+    project: Engine | None = None,
+    **arguments: Any,
+) -> FleetReport:
+    """Run ``command`` (``"status"``, ``"up"``, ``"down"``, ``"verify"``, ``"plan_up"``
+    or ``"plan_down"``, with its own ``arguments``) on every database of
+    ``settings.databases``, ``jobs`` at a time, each as if alley had been run once on
+    it: its own history and lock. One failing does not stop the others unless
+    ``fail_fast``. Returns each database's outcome and the worst exit code
+    (:mod:`alley.fleet`); raises only for what concerns them all (no database matched,
+    the server unreachable, a bad setting)."""
+    from alley import fleet
+
+    return fleet.run(
+        settings,
+        command,
+        jobs=jobs,
+        fail_fast=fail_fast,
+        on_outcome=on_outcome,
+        project=project,
+        **arguments,
+    )
 
 
 def plugins(settings: Settings, *, project: Engine | None = None) -> list[PluginInfo]:

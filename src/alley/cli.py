@@ -113,6 +113,7 @@ app = typer.Typer(
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 VERBOSE = "alley.verbose"
+FAIL_FAST = "alley.fail_fast"
 
 
 def _print_version(value: bool) -> None:
@@ -124,7 +125,16 @@ def _print_version(value: bool) -> None:
 
 
 def _say_where(ctx: typer.Context) -> None:
-    """With ``--verbose``, where a command that touches the database looks (stderr)."""
+    """With ``--verbose``, where a command that touches the database looks (stderr).
+    Over many databases, a command that works on one refuses (exit 2)."""
+    if ctx.obj.many_databases:
+        from alley.errors import UsageError
+
+        raise UsageError(
+            f"'{ctx.command.name}' works on one database, and databases are set "
+            f"({', '.join(ctx.obj.databases)})",
+            hint="give -db NAME (it wins over databases in [tool.alley] or the environment)",
+        )
     if ctx.meta.get(VERBOSE):
         from alley import render
 
@@ -181,6 +191,23 @@ def connection_options(
             "--lock-timeout", metavar="SECONDS", help="How long to wait for a busy lock [60]."
         ),
     ] = None,
+    databases: Annotated[
+        str | None,
+        typer.Option(
+            "--databases",
+            metavar="LIST",
+            help="Run status/up/down/verify over these databases: names and patterns "
+            "(tenant_*), comma-separated.",
+        ),
+    ] = None,
+    jobs: Annotated[
+        str | None,
+        typer.Option("--jobs", metavar="N", help="Databases worked on at once [4]."),
+    ] = None,
+    fail_fast: Annotated[
+        bool,
+        typer.Option("--fail-fast", help="Over many databases: start no more after one fails."),
+    ] = False,
     option: Annotated[
         list[str] | None,
         typer.Option(
@@ -223,6 +250,7 @@ def connection_options(
     from alley.settings import load_settings
 
     ctx.meta[VERBOSE] = verbose or bool(os.environ.get("ALLEY_VERBOSE"))
+    ctx.meta[FAIL_FAST] = fail_fast
     ctx.obj = load_settings(
         {
             "database": database,
@@ -236,6 +264,8 @@ def connection_options(
             "timeout": timeout,
             "lease": lease,
             "lock_timeout": lock_timeout,
+            "databases": databases,
+            "jobs": jobs,
             "disable_plugins": tuple(disable_plugin or ()),
             "options": tuple(option or ()),
             "load_plugins": ()
@@ -268,6 +298,9 @@ def status(
     """Show applied migrations (with dates), pending ones, and where it looked."""
     from alley import api, render
 
+    if ctx.obj.many_databases:
+        _fleet(ctx, "status", as_json, check=check)
+        return
     _say_where(ctx)
     report = api.status(ctx.obj, check=check)
     render.notes(report.notes)
@@ -322,6 +355,11 @@ def up(
     """Run pending migrations in order."""
     from alley import api
 
+    if ctx.obj.many_databases:
+        options = {"allow_out_of_order": allow_out_of_order, "allow_drift": allow_drift}
+        options |= {"retry": retry, "fake": fake}
+        _fleet(ctx, "plan_up" if plan else "up", as_json, target=migration_id, **options)
+        return
     _say_where(ctx)
     if plan:
         planned = api.plan_up(
@@ -390,6 +428,10 @@ def down(
     if steps is not None and steps < 1:
         raise UsageError(f"invalid --steps {steps}", hint="give a number of migrations, 1 or more")
     target = migration_id if migration_id is not None else to
+    if ctx.obj.many_databases:
+        command = "plan_down" if plan else "down"
+        _fleet(ctx, command, as_json, target=target, steps=steps, fake=fake, retry=retry)
+        return
     _say_where(ctx)
     if plan:
         planned = api.plan_down(ctx.obj, target, steps=steps, retry=retry, fake=fake)
@@ -479,6 +521,39 @@ def _run(call: Any, as_json: bool, events_to: str | None = None) -> Any:
             progress.stop()
         if sink is not None and sink is not sys.stderr:
             sink.close()
+
+
+def _fleet(ctx: typer.Context, command: str, as_json: bool, **arguments: Any) -> None:
+    """A command over many databases: a line per database as it ends (none with
+    ``--json``), then the summary; exit with the worst database's code."""
+    from alley import fleet, render
+
+    if ctx.meta.get(VERBOSE):
+        sys.stderr.write(render.location_line(ctx.obj) + "\n")
+    report = fleet.run(
+        ctx.obj,
+        command,
+        fail_fast=bool(ctx.meta.get(FAIL_FAST)),
+        on_outcome=None if as_json else _print_outcome,
+        **arguments,
+    )
+    render.notes(report.notes)
+    if as_json:
+        render.print_json(render.fleet_data(report, ctx.obj))
+    else:
+        render.fleet_summary(report)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+_print_lock = threading.Lock()
+
+
+def _print_outcome(outcome: Any) -> None:
+    from alley import render
+
+    with _print_lock:  # databases end in several threads
+        render.fleet_line(outcome)
 
 
 def _open_events(path: str | None) -> Any:
@@ -583,6 +658,9 @@ def verify(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Check history against the files (exit 6) and that pending files load (exit 3)."""
     from alley import api, render
 
+    if ctx.obj.many_databases:
+        _fleet(ctx, "verify", as_json)
+        return
     _say_where(ctx)
     report = api.verify(ctx.obj)
     render.notes(report.status.notes)

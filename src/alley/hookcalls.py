@@ -112,6 +112,16 @@ class Hooks:
             result = self._hook.alley_connect(settings=settings)
         return self._result(result, "alley_connect")  # type: ignore[no-any-return]
 
+    def databases(self, settings: Settings, client: Any) -> list[str]:
+        """Every plugin's databases for ``settings.databases``, in order, each once."""
+        with self.attributed():
+            results = self._hook.alley_databases(
+                settings=settings, client=client, requested=settings.databases
+            )
+        # pluggy calls the last registered first: reversed, the defaults' names come first.
+        names = (name for result in reversed(results) if result for name in result)
+        return list(dict.fromkeys(names))
+
     def discover(self, settings: Settings) -> Found:
         """Every plugin's migrations, in the order the ``alley_order_migrations`` hook
         decides.

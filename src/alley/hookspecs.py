@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from pymongo import MongoClient
     from pymongo.database import Database
 
     from alley.model import Direction, LoadedMigration, Migration
@@ -50,6 +51,31 @@ def alley_connect(settings: Settings) -> Database[Any] | None:
 
     Default: ``alley_plugins.mongoengine_connection`` (``mongoengine.connect`` and
     ``get_db``, as alley 0.0.3 did).
+    """
+
+
+@hookspec
+def alley_databases(
+    settings: Settings, client: MongoClient[Any], requested: Sequence[str]
+) -> Sequence[str] | None:
+    """Return the databases a multi-database command runs over.
+
+    Called once per command when the ``databases`` setting is given (``--databases``,
+    ``ALLEY_DATABASES``, ``databases`` in ``[tool.alley]``), after connecting. Every
+    plugin's names are taken, in order, each once; the command then runs over each
+    database exactly as if alley had been run once per database (its own history, its
+    own lock). A plugin that finds its targets elsewhere (a tenants collection, a
+    service) claims an entry of ``requested`` that starts with ``@`` (e.g.
+    ``--databases @tenants``), or reads its own keys of ``settings.options``.
+
+    :param settings: The resolved settings.
+    :param client: The ``MongoClient`` the command connected with.
+    :param requested: The entries of the ``databases`` setting, as given.
+    :returns: Database names, or ``None`` for none.
+
+    Default: ``alley_plugins.databases`` takes the names in ``requested`` and matches its
+    glob patterns (``tenant_*``, ``?``, ``[...]``) against ``listDatabaseNames``; it
+    leaves ``@…`` entries to other plugins.
     """
 
 

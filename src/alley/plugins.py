@@ -33,6 +33,7 @@ DEFAULT_PLUGINS: Mapping[str, str] = {
     "ordering": "alley_plugins.ordering",
     "python": "alley_plugins.python_executor",
     "mongoengine": "alley_plugins.mongoengine_connection",
+    "databases": "alley_plugins.databases",
     "mongo-history": "alley_plugins.mongo_history",
 }
 

@@ -651,3 +651,108 @@ def history(entries: Sequence[LogEntry], out: TextIO | None = None) -> None:
             e.error or "",
         ]
         out.write("  ".join(c for c in columns if c) + "\n")
+
+
+# --- many databases ----------------------------------------------------------------
+
+
+def _fleet_detail(outcome: Any) -> str:
+    """What one database's outcome says beyond its result word."""
+    report = outcome.report
+    if outcome.error is not None:
+        return str(outcome.error)
+    if report is None:
+        return ""
+    if hasattr(report, "steps"):  # up, down
+        if not report.steps:
+            return ""
+        names = ", ".join(s.filename for s in report.steps)
+        return f"{len(report.steps)}: {names}"
+    if hasattr(report, "problems"):  # verify
+        return "; ".join(report.problems)
+    if hasattr(report, "plan"):  # --plan
+        return ", ".join(s.filename for s in report.plan.steps)
+    if hasattr(report, "pending"):  # status
+        return f"{len(report.applied)} applied, {len(report.pending)} pending"
+    return ""
+
+
+def fleet_line(outcome: Any, out: TextIO | None = None) -> None:
+    """The line printed as a database of a multi-database command ends."""
+    out = out or sys.stdout
+    detail = _fleet_detail(outcome)
+    code = f" (exit {outcome.exit_code})" if outcome.exit_code else ""
+    out.write(
+        f"{outcome.database}: {outcome.result}{code} in {outcome.duration_s:.2f}s"
+        + (f" · {detail}" if detail else "")
+        + "\n"
+    )
+    out.flush()
+
+
+def fleet_summary(report: Any, out: TextIO | None = None) -> None:
+    """The end of a multi-database command: a table (on a terminal) or a line per
+    database, then the count of each result and the exit code."""
+    out = out or sys.stdout
+    if _isatty(out):
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False)
+        for column in ("database", "result", "exit", "time", "detail"):
+            table.add_column(column)
+        for outcome in report.outcomes:
+            style = "red" if outcome.exit_code not in (0, 7) else "green"
+            table.add_row(
+                outcome.database,
+                f"[{style}]{outcome.result}[/]",
+                str(outcome.exit_code),
+                f"{outcome.duration_s:.2f}s",
+                _fleet_detail(outcome),
+            )
+        Console(file=out).print(table)
+    counts = ", ".join(f"{n} {result}" for result, n in report.count().items())
+    total = len(report.outcomes)
+    out.write(
+        f"{total} database{'s' if total != 1 else ''}: {counts} "
+        f"({report.jobs} at a time, {report.duration_s:.2f}s); exit {report.exit_code}\n"
+    )
+
+
+def fleet_data(report: Any, settings: Settings | None = None) -> dict[str, Any]:
+    """The JSON shape of a multi-database command: per database its result, exit code,
+    duration, error and the single-database command's own JSON (``report``)."""
+
+    def data(outcome: Any) -> Any:
+        inner = outcome.report
+        if inner is None:
+            return None
+        if hasattr(inner, "steps") and hasattr(inner, "direction"):
+            return run_data(inner)
+        if hasattr(inner, "problems"):
+            return {"ok": not inner.problems, "problems": list(inner.problems)}
+        if hasattr(inner, "plan"):
+            return plan_data(inner)
+        return status_data(inner)
+
+    return {
+        "command": {"plan_up": "up --plan", "plan_down": "down --plan"}.get(
+            report.command, report.command
+        ),
+        "exit_code": report.exit_code,
+        "jobs": report.jobs,
+        "duration_s": round(report.duration_s, 3),
+        "counts": report.count(),
+        "databases": [
+            {
+                "database": o.database,
+                "result": o.result,
+                "exit_code": o.exit_code,
+                "duration_s": round(o.duration_s, 3),
+                "error": o.error,
+                "report": data(o),
+            }
+            for o in report.outcomes
+        ],
+        "notes": list(report.notes),
+    }

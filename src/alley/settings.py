@@ -18,7 +18,7 @@ import re
 import tomllib
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote_plus
@@ -30,6 +30,8 @@ DEFAULT_PORT = 27017
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_LEASE_S = 30.0
 DEFAULT_LOCK_TIMEOUT_S = 60.0
+#: How many databases a multi-database command works on at once (``--jobs``).
+DEFAULT_JOBS = 4
 #: The database used when none is named anywhere: MongoEngine's default, as alley 0.0.3.
 DEFAULT_DATABASE = "test"
 #: What marks a project's root folder (where searches for files stop climbing).
@@ -48,6 +50,8 @@ ENVIRONMENT: Mapping[str, tuple[str, ...]] = {
     "timeout": ("ALLEY_TIMEOUT",),
     "lease": ("ALLEY_LEASE",),
     "lock_timeout": ("ALLEY_LOCK_TIMEOUT",),
+    "databases": ("ALLEY_DATABASES",),
+    "jobs": ("ALLEY_JOBS",),
     "disable_plugins": ("ALLEY_DISABLE_PLUGINS",),
 }
 
@@ -73,6 +77,10 @@ class Settings:
     timeout: float = DEFAULT_TIMEOUT_S
     lease: float = DEFAULT_LEASE_S
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S
+    #: The databases of a multi-database command: names, glob patterns over the
+    #: server's databases, and ``@…`` entries a plugin resolves (:mod:`alley.fleet`).
+    databases: tuple[str, ...] = ()
+    jobs: int = DEFAULT_JOBS
     disable_plugins: tuple[str, ...] = ()
     load_plugins: tuple[str, ...] | None = None  # installed plugins to load; None: all
     # Folders put first on sys.path before migrations load, so they can import the
@@ -93,6 +101,22 @@ class Settings:
         if self.password:
             shown["password"] = "***"
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+    @property
+    def many_databases(self) -> bool:
+        """Whether commands run over :attr:`databases` (one database each, as if run
+        once per database) rather than over one database."""
+        return bool(self.databases)
+
+    def for_database(self, name: str) -> Settings:
+        """These settings for one database of a multi-database command."""
+        return replace(
+            self,
+            database=name,
+            databases=(),
+            # at the top level, so that it beats a URL's database wherever that is set
+            origins={**self.origins, "database": "cli"},
+        )
 
     @property
     def database_name(self) -> str | None:
@@ -285,6 +309,8 @@ def load_settings(
         lock_timeout=_number(
             values.get("lock_timeout", DEFAULT_LOCK_TIMEOUT_S), "lock_timeout", float, origins
         ),
+        databases=_databases(values, origins),
+        jobs=_number(values.get("jobs", DEFAULT_JOBS), "jobs", int, origins),
         disable_plugins=tuple(dict.fromkeys(disabled)),
         load_plugins=load_plugins,
         sys_path=_sys_path(options, pyproject, environ, cwd, path),
@@ -293,6 +319,8 @@ def load_settings(
         origins=origins,
     )
     settings.connection()  # an invalid URL or database name fails here, before anything
+    if settings.databases:
+        settings = _one_or_many(settings, values)
     return settings
 
 
@@ -325,6 +353,16 @@ def _config_value(key: str, value: Any, origin: str) -> Any:
         raise ConfigError(f"invalid {key} {value!r} (from {where}): it must be a string")
     if key == "port" and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(f"invalid port {value!r} (from {where}): it must be an integer")
+    if key == "databases" and not (
+        isinstance(value, str)
+        or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+    ):
+        raise ConfigError(
+            f"invalid databases {value!r} (from {where}): it must be a list of names",
+            hint='e.g. databases = ["tenant_*"]',
+        )
+    if key == "jobs" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"invalid jobs {value!r} (from {where}): it must be an integer")
     if key in ("timeout", "lease", "lock_timeout") and (
         isinstance(value, bool) or not isinstance(value, int | float)
     ):
@@ -344,6 +382,47 @@ def _config_names(key: str, value: Any, pyproject: Path | None) -> Any:
         "it must be a list of plugin names",
         hint=f'e.g. {key} = ["some-plugin"]',
     )
+
+
+_PATTERN_CHARACTERS = re.compile(r"[*?\[\]]")
+
+
+def _databases(values: Mapping[str, Any], origins: Mapping[str, str]) -> tuple[str, ...]:
+    """``databases``: a list, or one string of comma-separated entries (command line,
+    environment). Names are checked as ``-db`` is; patterns and ``@…`` entries (a
+    plugin's) are kept as they are."""
+    value = values.get("databases")
+    if value is None:
+        return ()
+    entries = value.split(",") if isinstance(value, str) else list(value)
+    where = describe_origin(origins.get("databases"))
+    names = tuple(dict.fromkeys(e.strip() for e in entries if e.strip()))
+    if not names:
+        raise ConfigError(f"databases (from {where}) names no database")
+    for name in names:
+        if not name.startswith("@") and not _PATTERN_CHARACTERS.search(name):
+            check_database_name(name, where)
+    return names
+
+
+def _one_or_many(settings: Settings, values: Mapping[str, Any]) -> Settings:
+    """``databases`` and a database setting (``-db``, ``ALLEY_DATABASE``, ``database``)
+    at the same level: which one is meant is unclear (exit 3). The database at a higher
+    level wins: ``-db NAME`` runs one database of a project that lists many. A URL's
+    database never does (a URL often names one for its credentials' sake)."""
+    if not values.get("database"):
+        return settings
+    one = _rank(settings.origins.get("database"))
+    many = _rank(settings.origins.get("databases"))
+    if one > many:
+        return replace(settings, databases=())
+    if one == many:
+        where = describe_origin(settings.origins.get("databases"))
+        raise ConfigError(
+            f"both database and databases are set (in {where})",
+            hint="give one: -db NAME for one database, --databases for several",
+        )
+    return settings
 
 
 def _text(values: Mapping[str, Any], key: str, origins: Mapping[str, str]) -> str | None:

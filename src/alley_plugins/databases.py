@@ -1,0 +1,49 @@
+"""The databases of a multi-database command: names and glob patterns."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from alley.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from pymongo import MongoClient
+
+    from alley.settings import Settings
+
+#: Never targets of a pattern: the server's own databases.
+SYSTEM_DATABASES = frozenset({"admin", "config", "local"})
+#: The history store's sibling database of ``NAME`` on FerretDB (its lock heartbeat:
+#: ``alley_plugins.mongo_history``) is ``NAME`` + this.
+HEARTBEAT_SUFFIX = "_alley"
+_PATTERN = re.compile(r"[*?\[]")
+
+
+@hookimpl(trylast=True)
+def alley_databases(
+    settings: Settings, client: MongoClient[Any], requested: Sequence[str]
+) -> list[str]:
+    """Names as given; patterns matched (case-sensitively, in name order) against the
+    server's databases other than ``admin``, ``config``, ``local`` and alley's own
+    heartbeat databases (``NAME_alley`` beside a database ``NAME``). ``@…`` entries are
+    other plugins'."""
+    patterns = [entry for entry in requested if _PATTERN.search(entry)]
+    existing = _databases(client) if patterns else []
+    found: list[str] = []
+    for entry in requested:
+        if entry.startswith("@"):
+            continue
+        if entry in patterns:
+            found.extend(name for name in existing if fnmatch.fnmatchcase(name, entry))
+        else:
+            found.append(entry)
+    return found
+
+
+def _databases(client: MongoClient[Any]) -> list[str]:
+    names = set(client.list_database_names()) - SYSTEM_DATABASES
+    heartbeats = {f"{name}{HEARTBEAT_SUFFIX}" for name in names}
+    return sorted(names - heartbeats)

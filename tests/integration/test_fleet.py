@@ -1,0 +1,313 @@
+"""Many databases in one command (:mod:`alley.fleet`), against the real server: each
+database as if alley had been run once on it (its own history, its own lock), the
+others going on when one fails or is locked, and an exit code that is the worst."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alley.testing import Server
+from conftest import Project, finish, wait_for
+
+MIGRATION_FAILED, CONFIG, LOCK_BUSY, USAGE, PENDING, INTEGRITY = 1, 3, 5, 2, 7, 6
+
+COUNTER = """import os, time
+
+ARMED = {armed!r}
+WAITING = {waiting!r}
+BROKEN = {broken!r}
+
+
+def up(db):
+    if db.name.endswith({hold!r}) and os.path.exists(ARMED):
+        open(WAITING, "w").close()
+        while os.path.exists(ARMED):
+            time.sleep(0.02)
+    if db.name.endswith({fail!r}) and os.path.exists(BROKEN):
+        raise ValueError("this tenant is broken")
+    db.counters.update_one({{"_id": {key!r}}}, {{"$inc": {{"n": 1}}}}, upsert=True)
+
+
+def down(db):
+    db.counters.update_one({{"_id": {key!r}}}, {{"$inc": {{"n": -1}}}})
+"""
+
+
+class Tenants:
+    """``count`` databases named ``<prefix>_00``, ``<prefix>_01``, ..., each holding a
+    document (a database exists on the server once something is written to it)."""
+
+    def __init__(self, client: Any, count: int) -> None:
+        self.client = client
+        self.prefix = f"alley_fleet_{uuid.uuid4().hex[:8]}"
+        self.names = [f"{self.prefix}_{i:02}" for i in range(count)]
+        for name in self.names:
+            client[name].seed.insert_one({"_id": "seed"})
+
+    @property
+    def pattern(self) -> str:
+        return f"{self.prefix}_*"
+
+    def counters(self, name: str) -> dict[str, int]:
+        return {d["_id"]: d["n"] for d in self.client[name].counters.find()}
+
+    def drop(self) -> None:
+        for name in self.client.list_database_names():
+            if name.startswith(self.prefix):
+                self.client.drop_database(name)
+
+
+@pytest.fixture
+def tenants(mongo_client: Any) -> Iterator[Callable[[int], Tenants]]:
+    made: list[Tenants] = []
+
+    def make(count: int) -> Tenants:
+        made.append(Tenants(mongo_client, count))
+        return made[-1]
+
+    yield make
+    for group in made:
+        group.drop()
+
+
+@pytest.fixture
+def fleet_project(tmp_path: Path, mongodb_server: Server) -> Project:
+    """A project whose URL names no database (the databases are chosen per command)."""
+    return Project(tmp_path / "app", mongodb_server.uri)
+
+
+def write_counters(
+    project: Project, *filenames: str, hold: str = "-", fail: str = "-"
+) -> tuple[Path, Path, Path]:
+    """Counter migrations; each ``up`` waits on a database named ``…hold`` while *armed*
+    exists (creating *waiting*), and raises on one named ``…fail`` while *broken* exists."""
+    armed, waiting, broken = (project.root / n for n in ("armed", "waiting", "broken"))
+    for filename in filenames:
+        (project.folder / filename).write_text(
+            COUNTER.format(
+                armed=str(armed),
+                waiting=str(waiting),
+                broken=str(broken),
+                hold=hold,
+                fail=fail,
+                key=filename[:4],
+            )
+        )
+    return armed, waiting, broken
+
+
+def test_thirty_databases_one_failing_one_locked_then_a_second_run_finishes(
+    fleet_project: Project, tenants: Callable[[int], Tenants]
+) -> None:
+    group = tenants(30)
+    failing, locked = group.names[7], group.names[13]
+    armed, waiting, broken = write_counters(fleet_project, "0001_a.py", hold="_13")
+    write_counters(fleet_project, "0002_b.py", fail="_07")
+    write_counters(fleet_project, "0003_c.py")
+    armed.touch()
+    broken.touch()
+    # Another process holds tenant 13's lock, inside its first migration.
+    holder = fleet_project.spawn("-db", locked, "up")
+    wait_for(waiting.exists, what="the other process to hold tenant 13's lock")
+
+    run = fleet_project.alley(
+        "--databases", group.pattern, "--jobs", "4", "--lock-timeout", "1", "up", process=True
+    )
+
+    assert run.returncode == MIGRATION_FAILED, run.output  # the worst: failed, over locked
+    assert f"{failing}: failed (exit 1)" in run.stdout
+    assert "this tenant is broken" in run.stdout
+    assert f"{locked}: locked (exit 5)" in run.stdout
+    assert "30 databases: 28 applied, 1 failed, 1 locked (4 at a time" in run.stdout
+    assert run.stdout.rstrip().endswith("exit 1")
+    for name in group.names:
+        if name not in (failing, locked):
+            assert group.counters(name) == {"0001": 1, "0002": 1, "0003": 1}, name
+    assert group.counters(failing) == {"0001": 1}  # stopped at its failing step
+    assert group.counters(locked) == {}  # the holder is still in its first step
+
+    armed.unlink()
+    assert finish(holder).returncode == 0
+    broken.unlink()  # the fix
+    again = fleet_project.alley("--databases", group.pattern, "up", process=True)
+
+    assert again.returncode == 0, again.output
+    assert f"{failing}: applied" in again.stdout
+    assert "30 databases: 29 up to date, 1 applied" in again.stdout
+    for name in group.names:
+        assert group.counters(name) == {"0001": 1, "0002": 1, "0003": 1}, name
+
+
+def test_two_commands_over_overlapping_databases_run_each_migration_once(
+    fleet_project: Project, tenants: Callable[[int], Tenants]
+) -> None:
+    group = tenants(12)
+    for filename in ("0001_a.py", "0002_b.py", "0003_c.py"):
+        fleet_project.write(
+            filename,
+            up=f"""
+            import time
+            time.sleep(0.05)  # long enough for the two commands to meet
+            db.counters.update_one({{"_id": {filename[:4]!r}}}, {{"$inc": {{"n": 1}}}},
+                                   upsert=True)
+            """,
+        )
+    first = ",".join(group.names[:8])
+    second = ",".join(group.names[4:])
+    commands = [
+        fleet_project.spawn("--databases", names, "--jobs", "3", "--lock-timeout", "60", "up")
+        for names in (first, second)
+    ]
+    results = [finish(command) for command in commands]
+
+    for result in results:
+        assert result.returncode == 0, result.output
+    for name in group.names:
+        assert group.counters(name) == {"0001": 1, "0002": 1, "0003": 1}, name
+    assert "8 databases:" in results[0].stdout
+    assert "8 databases:" in results[1].stdout
+
+
+def test_fail_fast_starts_no_database_after_a_failure(
+    fleet_project: Project, tenants: Callable[[int], Tenants]
+) -> None:
+    group = tenants(3)
+    _, _, broken = write_counters(fleet_project, "0001_a.py", fail="_00")
+    broken.touch()
+
+    run = fleet_project.alley(
+        "--databases", ",".join(group.names), "--jobs", "1", "--fail-fast", "up"
+    )
+
+    assert run.returncode == MIGRATION_FAILED, run.output
+    assert "3 databases: 2 not run, 1 failed" in run.stdout
+    assert [group.counters(name) for name in group.names] == [{}, {}, {}]
+
+
+def test_status_check_verify_plan_and_down_over_many_databases(
+    fleet_project: Project, tenants: Callable[[int], Tenants], mongo_client: Any
+) -> None:
+    group = tenants(3)
+    write_counters(fleet_project, "0001_a.py", "0002_b.py")
+    many = ("--databases", group.pattern)
+    assert fleet_project.alley("-db", group.names[0], "up").returncode == 0
+
+    check = fleet_project.alley(*many, "status", "--check")
+    assert check.returncode == PENDING, check.output
+    assert f"{group.names[0]}: up to date in" in check.stdout
+    assert f"{group.names[1]}: pending (exit 7)" in check.stdout
+
+    plan = fleet_project.alley(*many, "up", "--plan", "--json")
+    assert plan.returncode == PENDING, plan.output
+    data = json.loads(plan.stdout)
+    assert data["command"] == "up --plan"
+    by_name = {d["database"]: d for d in data["databases"]}
+    assert by_name[group.names[0]]["result"] == "up to date"
+    assert [s["filename"] for s in by_name[group.names[2]]["report"]["steps"]] == [
+        "0001_a.py",
+        "0002_b.py",
+    ]
+    assert group.counters(group.names[2]) == {}  # a plan writes nothing
+
+    assert fleet_project.alley(*many, "up").returncode == 0
+    verify = fleet_project.alley(*many, "verify")
+    assert verify.returncode == 0, verify.output
+    assert "3 databases: 3 ok" in verify.stdout
+
+    (fleet_project.folder / "0001_a.py").write_text("def up(db):\n    pass\n")  # drift
+    drifted = fleet_project.alley(*many, "verify", "--json")
+    assert drifted.returncode == INTEGRITY, drifted.output
+    assert json.loads(drifted.stdout)["counts"] == {"problems": 3}
+
+    down = fleet_project.alley(*many, "down", "--steps", "1")
+    assert down.returncode == 0, down.output
+    assert "3 databases: 3 rolled back" in down.stdout
+    for name in group.names:
+        assert group.counters(name) == {"0001": 1, "0002": 0}
+
+
+def test_databases_in_pyproject_and_one_database_on_the_command_line(
+    fleet_project: Project, tenants: Callable[[int], Tenants]
+) -> None:
+    group = tenants(2)
+    write_counters(fleet_project, "0001_a.py")
+    (fleet_project.root / "pyproject.toml").write_text(
+        f'[tool.alley]\ndatabases = ["{group.pattern}"]\njobs = 2\n'
+    )
+
+    one = fleet_project.alley("-db", group.names[1], "up")
+    assert one.returncode == 0, one.output
+    assert group.counters(group.names[0]) == {}
+    assert group.counters(group.names[1]) == {"0001": 1}
+
+    many = fleet_project.alley("up")
+    assert many.returncode == 0, many.output
+    assert "2 databases: 1 applied, 1 up to date (2 at a time" in many.stdout
+
+    history = fleet_project.alley("history")
+    assert history.returncode == USAGE
+    assert history.stderr.count("\n") == 1
+    assert "'history' works on one database" in history.stderr
+
+
+def test_no_matching_database_and_both_settings_are_one_line_errors(
+    fleet_project: Project, tenants: Callable[[int], Tenants]
+) -> None:
+    write_counters(fleet_project, "0001_a.py")
+    missing = fleet_project.alley("--databases", "no_such_tenant_*", "up")
+    assert missing.returncode == CONFIG
+    assert missing.stderr.count("\n") == 1
+    assert "no database matches databases no_such_tenant_*" in missing.stderr
+
+    both = fleet_project.alley("-db", "a", "--databases", "b,c", "status")
+    assert both.returncode == CONFIG
+    assert "both database and databases are set" in both.stderr
+
+    bad = fleet_project.alley("--databases", "a/b", "status")
+    assert bad.returncode == CONFIG
+    assert "invalid database name 'a/b'" in bad.stderr
+
+
+def test_a_plugin_provides_the_databases_through_the_api(
+    mongodb_server: Server, tenants: Callable[[int], Tenants], tmp_path: Path, mongo_client: Any
+) -> None:
+    from alley import api
+    from alley.engine import Engine
+    from alley.hookspecs import hookimpl
+    from alley.settings import load_settings
+
+    group = tenants(3)
+    registry = f"{group.prefix}_registry"
+    mongo_client[registry].tenants.insert_many([{"db": n} for n in group.names[:2]])
+
+    class TenantRegistry:
+        @hookimpl
+        def alley_databases(self, settings: Any, client: Any, requested: Any) -> Any:
+            if "@tenants" not in requested:
+                return None
+            return [t["db"] for t in client[registry].tenants.find()]
+
+    project = Project(tmp_path / "app", mongodb_server.uri)
+    write_counters(project, "0001_a.py")
+    settings = load_settings(
+        {"url": mongodb_server.uri, "path": str(project.root), "databases": "@tenants"},
+        environ={},
+    )
+    engine = Engine(settings.for_database("admin"), plugins=[("tenants", TenantRegistry())])
+
+    report = api.over_databases(settings, "up", project=engine, jobs=2)
+
+    assert report.exit_code == 0
+    assert [(o.database, o.result) for o in report.outcomes] == [
+        (group.names[0], "applied"),
+        (group.names[1], "applied"),
+    ]
+    assert group.counters(group.names[2]) == {}
+    status = api.over_databases(settings, "status", project=engine)
+    assert [o.result for o in status.outcomes] == ["up to date", "up to date"]
