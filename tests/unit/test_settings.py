@@ -851,3 +851,58 @@ def test_database_names_mongodb_accepts(tmp_path: Path, name: str) -> None:
 
 def test_an_empty_database_in_the_environment_is_unset(tmp_path: Path) -> None:
     assert load_settings(environ={"ALLEY_DATABASE": ""}, cwd=tmp_path).database_name is None
+
+
+# --- many databases ----------------------------------------------------------------------
+
+
+def test_databases_from_each_source(tmp_path: Path) -> None:
+    write_config(tmp_path, 'databases = ["tenant_*", "shop"]\njobs = 2')
+    from_config = load_settings(environ={}, cwd=tmp_path)
+    assert from_config.databases == ("tenant_*", "shop")
+    assert from_config.jobs == 2
+    assert from_config.many_databases
+    from_env = load_settings(
+        environ={"ALLEY_DATABASES": " a, b ,,a", "ALLEY_JOBS": "8"}, cwd=tmp_path
+    )
+    assert (from_env.databases, from_env.jobs) == (("a", "b"), 8)
+    from_cli = load_settings({"databases": "@tenants", "jobs": "3"}, environ={}, cwd=tmp_path)
+    assert (from_cli.databases, from_cli.jobs) == (("@tenants",), 3)
+
+
+def test_one_database_named_higher_wins_and_at_the_same_level_is_an_error(tmp_path: Path) -> None:
+    write_config(tmp_path, 'databases = ["tenant_*"]')
+    one = load_settings({"database": "tenant_03"}, environ={}, cwd=tmp_path)
+    assert not one.many_databases
+    assert one.database_name == "tenant_03"
+    with pytest.raises(ConfigError, match="both database and databases are set"):
+        load_settings({"database": "a", "databases": "b,c"}, environ={}, cwd=tmp_path)
+    # A URL's database does not compete: it is often there for the credentials.
+    url = load_settings(
+        {"databases": "a,b"}, environ={"ALLEY_URL": "mongodb://h/creds"}, cwd=tmp_path
+    )
+    assert url.databases == ("a", "b")
+    assert url.for_database("b").database_name == "b"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("a/b", "invalid database name 'a/b'"),
+        (",", "names no database"),
+    ],
+)
+def test_bad_databases_are_config_errors(tmp_path: Path, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings({"databases": value}, environ={}, cwd=tmp_path)
+
+
+def test_databases_and_jobs_of_the_wrong_toml_type(tmp_path: Path) -> None:
+    write_config(tmp_path, "databases = 3")
+    with pytest.raises(ConfigError, match="it must be a list of names"):
+        load_settings(environ={}, cwd=tmp_path)
+    write_config(tmp_path, 'jobs = "many"')
+    with pytest.raises(ConfigError, match="jobs"):
+        load_settings(environ={}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match="invalid jobs"):
+        load_settings({"jobs": "0"}, environ={}, cwd=tmp_path)
