@@ -26,9 +26,9 @@ import contextlib
 import contextvars
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from alley.errors import UsageError
 from alley.model import (
@@ -48,6 +48,20 @@ CheckpointCallback = Callable[[tuple[Checkpoint, ...]], None]
 
 #: A transform: a document in, an update document (or pipeline) or ``None`` out.
 Transform = Callable[[dict[str, Any]], "Mapping[str, Any] | Sequence[Mapping[str, Any]] | None"]
+
+
+_T = TypeVar("_T")
+
+
+class AsyncConnection(Protocol):
+    """What an ``async def`` migration runs on: PyMongo's ``AsyncDatabase`` (``db``)
+    and the event loop its client belongs to (``run`` runs a coroutine to its end on
+    it, in the calling thread, raising ``KeyboardInterrupt`` at Ctrl-C)."""
+
+    @property
+    def db(self) -> Any: ...
+
+    def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T: ...
 
 
 class DryRunStop(Exception):
@@ -112,6 +126,10 @@ class Step:
         not counted in it (a resumable step writes only through them).
     :param clock: a monotonic clock (seconds); :param sleep: how to wait (``rate`` and
         ``pause``). Tests inject both.
+    :param async_connection: gives the command's :class:`AsyncConnection`, made on
+        first use and reused by every async step of the command (the engine passes it;
+        it raises an :class:`~alley.errors.AlleyError` where async migrations cannot
+        run). ``None``: this step has none.
 
     :ivar db: :ivar filename: :ivar direction: :ivar dry_run: as given.
     :ivar resumed: whether this attempt resumes an earlier one from its checkpoints.
@@ -132,8 +150,10 @@ class Step:
         writes: Writes | None = None,
         clock: Callable[[], float] = _monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        async_connection: Callable[[], AsyncConnection] | None = None,
     ) -> None:
         self.db = db
+        self.async_connection = async_connection
         self.filename = migration if isinstance(migration, str) else migration.filename
         self.direction = Direction(direction)
         self.dry_run = dry_run
@@ -544,6 +564,7 @@ def _updates_per_command(db: Any) -> int:
 
 
 __all__ = [
+    "AsyncConnection",
     "BackfillResult",
     "CheckpointCallback",
     "DryRunStop",

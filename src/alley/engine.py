@@ -15,6 +15,7 @@ machine of :mod:`alley.attempts`.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +29,7 @@ from typing import Any
 from alley import attempts, data, planning, write_watch
 from alley.errors import (
     AlleyError,
+    ConfigError,
     DiscoveryError,
     MigrationFailed,
     MigrationsFolderMissing,
@@ -157,6 +159,47 @@ class Engine:
     def store(self) -> HistoryStore:
         return self.hooks.history_store(self.settings, self.db)
 
+    def async_connection(self) -> data.AsyncConnection:
+        """The command's connection for ``async def`` migrations: PyMongo's
+        ``AsyncMongoClient`` on the server and database of :attr:`db`, with the same
+        settings, made when the first async step runs and reused by the next ones (its
+        client belongs to one event loop). The connection plugin closes it at the end
+        of the command (:func:`alley.hookcalls.close_connections`), or
+        :meth:`close_async` does.
+
+        :raises ConfigError: the engine was given a ``db`` (an async client cannot be
+            derived from an application's ``Database``), or another plugin connects.
+        """
+        made: data.AsyncConnection | None = self.__dict__.get("_async_connection")
+        if made is not None:
+            return made
+        if self._db is not None:
+            raise ConfigError(ASYNC_NEEDS_OWN_CONNECTION, hint=ASYNC_HINT)
+        connectors = {i.plugin_name for i in self.hooks.manager.hook.alley_connect.get_hookimpls()}
+        if connectors != {"mongoengine"}:
+            raise ConfigError(
+                "async migrations need alley's own connection plugin (mongoengine); "
+                f"connecting is by {', '.join(sorted(connectors - {'mongoengine'}))}",
+                hint="write def up(db) / def down(db), or use the default plugin",
+            )
+        from alley_plugins.mongoengine_connection import async_connection
+
+        # Connected first: the settings and the credentials are checked by then, and
+        # the write watcher is registered before the async client is made.
+        name = self.db.name
+        made = async_connection(self.settings, name)
+        self.__dict__["_async_connection"] = made
+        return made
+
+    def close_async(self) -> None:
+        """Close the async connection this engine made, if any (the end of a call of
+        :mod:`alley.aio`; the CLI closes it with every other connection)."""
+        made = self.__dict__.pop("_async_connection", None)
+        if made is not None:
+            from alley_plugins.mongoengine_connection import close_async_connection
+
+            close_async_connection(made)
+
     @contextmanager
     def attributed(self) -> Iterator[None]:
         """Around a whole command: an unexpected error raised by a plugin (the store's
@@ -242,6 +285,13 @@ class Engine:
                     f"{migration.location} has no {missing[0]}(db) function",
                     hint="define it (a down that cannot undo may raise); nothing ran",
                 )
+            if self._db is not None and any(
+                inspect.iscoroutinefunction(getattr(module, name, None)) for name in needed
+            ):
+                raise ConfigError(
+                    f"{migration.location}: {ASYNC_NEEDS_OWN_CONNECTION}; nothing ran",
+                    hint=ASYNC_HINT,
+                )
             loaded[migration.filename] = module
         return loaded
 
@@ -271,6 +321,15 @@ class Engine:
         finally:
             lease.stop()
             run.release()
+
+
+ASYNC_NEEDS_OWN_CONNECTION = (
+    "an async migration needs alley's own connection, not a Database passed in"
+)
+ASYNC_HINT = (
+    "let alley connect (Migrations(path, url=..., database=...) or Engine(settings)), "
+    "or write def up(db) / def down(db)"
+)
 
 
 def _idempotent(module: LoadedMigration) -> bool:
@@ -582,6 +641,7 @@ class Run:
             writes=writes,
             clock=self.engine.clock,
             sleep=self.engine.sleep,
+            async_connection=self.engine.async_connection,
         )
         return context
 

@@ -12,8 +12,11 @@ command (``alley.cli.main`` calls it).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import warnings
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from alley.errors import AlleyWarning, ConfigError, ConnectionFailed
 from alley.hookcalls import refusal
@@ -21,6 +24,7 @@ from alley.hookspecs import hookimpl
 from alley.settings import DEFAULT_DATABASE, PASSWORDLESS_MECHANISMS
 
 if TYPE_CHECKING:
+    from pymongo.asynchronous.database import AsyncDatabase
     from pymongo.database import Database
 
     from alley.settings import Connection, Settings
@@ -36,6 +40,8 @@ NO_DATABASE_WARNING = (
 
 # Aliases this module registered (not an application's), with their client.
 _opened: dict[str, Any] = {}
+# The asynchronous connections this module made (async migrations), open until closed.
+_opened_async: list[AsyncConnection] = []
 
 
 @hookimpl(trylast=True)
@@ -131,6 +137,7 @@ def _forget(alias: str) -> None:
 def close_connections() -> None:
     """Close every client this module registered (and unregister it): the end of a
     command. An application's own aliases are left alone."""
+    _close_async_connections()
     if not _opened:
         return
     import mongoengine
@@ -146,6 +153,93 @@ def close_connections() -> None:
             mongoengine.disconnect(alias)
         else:  # someone registered the alias again since: only our client goes
             client.close()
+
+
+T = TypeVar("T")
+
+
+class AsyncConnection:
+    """PyMongo's asynchronous client for ``async def`` migrations, and the one event
+    loop it runs on.
+
+    An ``AsyncMongoClient`` belongs to the event loop it first ran on, so every async
+    step of a command runs on the same loop (an :class:`asyncio.Runner`, in the thread
+    that runs the steps) and reuses the same client. :func:`close_connections` closes
+    both at the end of the command.
+
+    :ivar client: the ``AsyncMongoClient``. :ivar db: its database of the command.
+    """
+
+    def __init__(self, client: Any, name: str) -> None:
+        self.client = client
+        self.db: AsyncDatabase[Any] = client[name]
+        self._runner = asyncio.Runner()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` to its end on this connection's loop, in this thread.
+
+        Ctrl-C cancels it and raises ``KeyboardInterrupt`` here, as ``asyncio.run``
+        does, so an async step is interrupted as a sync one is.
+        """
+        return self._runner.run(coroutine)
+
+    def close(self) -> None:
+        """Close the client, then the loop. Best effort: called as a command ends."""
+        try:
+            with contextlib.suppress(Exception):
+                self._runner.run(self.client.close())
+        finally:
+            with contextlib.suppress(Exception):
+                self._runner.close()
+
+
+def async_connection(settings: Settings, name: str) -> AsyncConnection:
+    """An ``AsyncMongoClient`` on the database ``name`` (the one :func:`alley_connect`
+    connected to), with the same servers, credentials, authentication database,
+    timeouts and application name (from :meth:`~alley.settings.Settings.connection`),
+    for async migrations.
+
+    Made once per command by the engine, when the first async step runs (the sync
+    connection, made before, has checked the settings and the credentials); closed by
+    :func:`close_connections`.
+    """
+    from pymongo import AsyncMongoClient
+
+    target = settings.connection()
+    timeout_ms = int(settings.timeout * 1000)
+    options: dict[str, Any] = {
+        "serverSelectionTimeoutMS": timeout_ms,
+        "connectTimeoutMS": timeout_ms,
+        "appname": "alley",
+        # As the sync client (MongoEngine's default), so both read UUIDs alike.
+        "uuidRepresentation": "pythonLegacy",
+    }
+    if target.username:
+        options["username"] = target.username
+    if target.password:
+        options["password"] = target.password
+    if target.auth_source:
+        options["authSource"] = target.auth_source
+    host: str = target.url or target.host
+    try:
+        client = AsyncMongoClient(host, None if target.url else target.port, **options)
+    except Exception as error:  # the sync client took these settings: unexpected
+        raise ConfigError(f"invalid connection settings: {_clean(str(error), target)}") from None
+    connection = AsyncConnection(client, name)
+    _opened_async.append(connection)
+    return connection
+
+
+def close_async_connection(connection: AsyncConnection) -> None:
+    """Close one connection :func:`async_connection` made (an engine's, at its end)."""
+    with contextlib.suppress(ValueError):
+        _opened_async.remove(connection)
+    connection.close()
+
+
+def _close_async_connections() -> None:
+    while _opened_async:
+        _opened_async.pop().close()
 
 
 def _clean(message: str, target: Connection) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import sys
 import traceback
@@ -9,7 +10,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 from alley.data import Step, current_step
-from alley.errors import DiscoveryError, MigrationFailed
+from alley.errors import ConfigError, DiscoveryError, MigrationFailed
 from alley.hookcalls import driver_message
 from alley.hookspecs import hookimpl
 from alley.model import Direction, LoadedMigration, Migration, MigrationFunctions
@@ -40,6 +41,7 @@ def alley_load_migration(migration: Migration) -> LoadedMigration:
         ) from error
     finally:
         sys.modules.pop(module.__name__, None)
+    _refuse_async_with_step(module, migration)
     return MigrationFunctions(
         up=_callable(module, "up"),
         down=_callable(module, "down"),
@@ -60,7 +62,9 @@ def alley_execute_migration(
     if function is None:
         raise DiscoveryError(f"{migration.location} has no {direction}(db) function")
     try:
-        if _takes_step(function):
+        if inspect.iscoroutinefunction(function):
+            _run_async(function)
+        elif _takes_step(function):
             function(db, current_step() or Step(db, migration, direction))
         else:
             function(db)
@@ -72,6 +76,52 @@ def alley_execute_migration(
             cause=error,
         ) from error
     return True
+
+
+def _refuse_async_with_step(module: types.ModuleType, migration: Migration) -> None:
+    """``async def up(db, step)`` is refused when the file loads: the batch helpers of
+    :class:`alley.data.Step` are synchronous and would block the event loop."""
+    for name in ("up", "down"):
+        function = getattr(module, name, None)
+        if not inspect.iscoroutinefunction(function):
+            continue
+        if _takes_step(function):
+            raise DiscoveryError(
+                f"{migration.location}: async def {name}(db, step) is not supported "
+                "(alley's batch helpers are synchronous)",
+                hint=f"write def {name}(db, step) for batch helpers, or async def {name}(db)",
+            )
+        if getattr(module, "transaction", False) is True:
+            # Its AsyncDatabase could not join the sync client's transaction.
+            raise DiscoveryError(
+                f"{migration.location}: async def {name}(db) cannot run in a transaction",
+                hint=f"write def {name}(db) with transaction = True, or drop transaction",
+            )
+
+
+def _run_async(function: Any) -> None:
+    """Run ``async def up(db)`` / ``down(db)`` to its end in this (the engine's)
+    thread, on the command's event loop, with PyMongo's ``AsyncDatabase`` of the same
+    database; its errors are the step's, as a sync function's are."""
+    step = current_step()
+    connect = step.async_connection if step is not None else None
+    if connect is None:
+        raise ConfigError(
+            "no async connection for this step (it was not run by alley's engine)",
+            hint="run async migrations with alley's engine, or write def up(db)",
+        )
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # no loop runs in this thread: the engine's own can
+        pass
+    else:
+        raise ConfigError(
+            "an async migration cannot run from inside a running event loop "
+            "(alley's sync API was called from async code)",
+            hint="await alley.aio.up(...) and the other functions of alley.aio instead",
+        )
+    connection = connect()
+    connection.run(function(connection.db))
 
 
 def _takes_step(function: Any) -> bool:
