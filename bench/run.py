@@ -508,12 +508,15 @@ def write_markdown(ctx: dict[str, Any], path: Path) -> None:
 
 
 def kept_backfill_section(path: Path) -> str:
-    """The section ``bench/data_backfill.py`` wrote into the old report, kept as it was."""
+    """The sections ``bench/data_backfill.py`` and ``bench/fleet.py`` wrote into the old
+    report (between their markers), kept as they were."""
     old = path.read_text() if path.exists() else ""
-    start, end = "<!-- backfill:start -->", "<!-- backfill:end -->"
-    if start not in old or end not in old:
-        return ""
-    return "\n" + old[old.index(start) : old.index(end) + len(end)] + "\n"
+    kept = ""
+    for name in ("backfill", "fleet"):
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        if start in old and end in old:
+            kept += "\n" + old[old.index(start) : old.index(end) + len(end)] + "\n"
+    return kept
 
 
 def profile_section(ctx: dict[str, Any]) -> list[str]:
