@@ -89,15 +89,21 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks against the peers, then the backfill benchmark (docs/benchmarks.md).
+    """Benchmarks against the peers, then the backfill and fleet benchmarks
+    (docs/benchmarks.md).
 
-    ``--quick`` goes to both; ``nox -s bench -- --backfill-only ARGS`` runs only
-    ``bench/data_backfill.py ARGS``.
+    ``--quick`` goes to all three; ``nox -s bench -- --backfill-only ARGS`` runs only
+    ``bench/data_backfill.py ARGS``, ``--fleet-only ARGS`` only ``bench/fleet.py ARGS``.
     """
     session.install("-e", ".[test]")
     args = list(session.posargs)
     if args[:1] == ["--backfill-only"]:
         session.run("python", "bench/data_backfill.py", *args[1:])
         return
+    if args[:1] == ["--fleet-only"]:
+        session.run("python", "bench/fleet.py", *args[1:])
+        return
+    quick = ["--quick"] if "--quick" in args else []
     session.run("python", "bench/run.py", *args)
-    session.run("python", "bench/data_backfill.py", *(["--quick"] if "--quick" in args else []))
+    session.run("python", "bench/data_backfill.py", *quick)
+    session.run("python", "bench/fleet.py", *quick)
