@@ -358,7 +358,8 @@ def up(
     if ctx.obj.many_databases:
         options = {"allow_out_of_order": allow_out_of_order, "allow_drift": allow_drift}
         options |= {"retry": retry, "fake": fake}
-        _fleet(ctx, "plan_up" if plan else "up", as_json, target=migration_id, **options)
+        command = "plan_up" if plan else "up"
+        _fleet(ctx, command, as_json, events, target=migration_id, **options)
         return
     _say_where(ctx)
     if plan:
@@ -430,7 +431,7 @@ def down(
     target = migration_id if migration_id is not None else to
     if ctx.obj.many_databases:
         command = "plan_down" if plan else "down"
-        _fleet(ctx, command, as_json, target=target, steps=steps, fake=fake, retry=retry)
+        _fleet(ctx, command, as_json, events, target=target, steps=steps, fake=fake, retry=retry)
         return
     _say_where(ctx)
     if plan:
@@ -523,10 +524,16 @@ def _run(call: Any, as_json: bool, events_to: str | None = None) -> Any:
             sink.close()
 
 
-def _fleet(ctx: typer.Context, command: str, as_json: bool, **arguments: Any) -> None:
+def _fleet(
+    ctx: typer.Context, command: str, as_json: bool, events: str | None = None, **arguments: Any
+) -> None:
     """A command over many databases: a line per database as it ends (none with
     ``--json``), then the summary; exit with the worst database's code."""
     from alley import fleet, render
+    from alley.errors import UsageError
+
+    if events is not None:
+        raise UsageError("--events works on one database", hint="give -db NAME")
 
     if ctx.meta.get(VERBOSE):
         sys.stderr.write(render.location_line(ctx.obj) + "\n")
@@ -535,6 +542,7 @@ def _fleet(ctx: typer.Context, command: str, as_json: bool, **arguments: Any) ->
         command,
         fail_fast=bool(ctx.meta.get(FAIL_FAST)),
         on_outcome=None if as_json else _print_outcome,
+        on_stop=_say_stopping,
         **arguments,
     )
     render.notes(report.notes)
@@ -542,11 +550,21 @@ def _fleet(ctx: typer.Context, command: str, as_json: bool, **arguments: Any) ->
         render.print_json(render.fleet_data(report, ctx.obj))
     else:
         render.fleet_summary(report)
+    if report.stopped is not None:
+        what = "terminated (SIGTERM)" if report.stopped == ExitCode.TERMINATED else "interrupted"
+        sys.stderr.write(f"alley: error: {what}: no database started after it\n")
     if report.exit_code:
         raise typer.Exit(report.exit_code)
 
 
 _print_lock = threading.Lock()
+
+
+def _say_stopping(running: int) -> None:
+    sys.stderr.write(
+        f"alley: stopping: no database starts now; waiting for the {running} running\n"
+    )
+    sys.stderr.flush()
 
 
 def _print_outcome(outcome: Any) -> None:

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 from alley import write_watch
 from alley.engine import Engine
-from alley.errors import AlleyError, ConfigError, ExitCode, LockBusy, UsageError
+from alley.errors import AlleyError, ConfigError, ExitCode, LockBusy, Terminated, UsageError
 from alley.settings import Settings
 
 #: Exit codes from the least to the most severe: a fleet exits with its worst.
@@ -75,11 +75,15 @@ class FleetReport:
     jobs: int
     duration_s: float
     notes: tuple[str, ...] = ()
+    #: 130 (Ctrl-C) or 143 (SIGTERM) when that stopped the command: no database
+    #: started after it, and those running finished.
+    stopped: int | None = None
 
     @property
     def exit_code(self) -> int:
-        """The worst exit code of the databases (:data:`SEVERITY`)."""
-        return max((o.exit_code for o in self.outcomes), key=_severity, default=0)
+        """The worst exit code of the databases (:data:`SEVERITY`), or of the stop."""
+        codes = [o.exit_code for o in self.outcomes] + [self.stopped or 0]
+        return max(codes, key=_severity)
 
     def count(self) -> dict[str, int]:
         """How many databases ended in each result, most frequent first."""
@@ -105,6 +109,7 @@ class _Fleet:
     arguments: Mapping[str, Any]
     on_outcome: OutcomeCallback | None
     fail_fast: bool
+    on_stop: Callable[[int], None] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
 
     def one(self, base: Engine, database: str) -> DatabaseOutcome:
@@ -173,6 +178,7 @@ def run(
     jobs: int | None = None,
     fail_fast: bool = False,
     on_outcome: OutcomeCallback | None = None,
+    on_stop: Callable[[int], None] | None = None,
     project: Engine | None = None,
     **arguments: Any,
 ) -> FleetReport:
@@ -181,6 +187,8 @@ def run(
 
     :param arguments: The command's own arguments (``target=``, ``check=``, ...).
     :param on_outcome: Called (from the database's thread) as each database ends.
+    :param on_stop: Called with the number of databases still running when Ctrl-C or
+        SIGTERM stops the command (which then waits for them).
     :param project: An engine of ``settings`` to connect and discover with (the API
         passes one to reuse a connection).
     :raises ConfigError: no database matched, or ``jobs`` below 1.
@@ -207,14 +215,17 @@ def run(
             f"no database matches databases {', '.join(settings.databases)}",
             hint="check the names and patterns (alley lists databases that exist)",
         )
-    fleet = _Fleet(settings, command, getattr(api, command), arguments, on_outcome, fail_fast)
-    outcomes = dict(_run_all(fleet, base, targets, jobs))
+    fleet = _Fleet(
+        settings, command, getattr(api, command), arguments, on_outcome, fail_fast, on_stop
+    )
+    outcomes, stopped = _run_all(fleet, base, targets, jobs)
     return FleetReport(
         command,
         tuple(outcomes[name] for name in targets),
         min(jobs, len(targets)),
         time.perf_counter() - began,
         tuple(base.notes),
+        stopped,
     )
 
 
@@ -226,18 +237,31 @@ def _connect_settings(settings: Settings) -> Settings:
 
 def _run_all(
     fleet: _Fleet, base: Engine, targets: list[str], jobs: int
-) -> Iterator[tuple[str, DatabaseOutcome]]:
-    """Every target's outcome. Ctrl-C stops starting databases; those running finish."""
+) -> tuple[dict[str, DatabaseOutcome], int | None]:
+    """Every target's outcome, and the exit code of a Ctrl-C (130) or SIGTERM (143)
+    that stopped the command: then no database starts (``not run``), and those running
+    finish their migrations under their own locks (stopping one mid-step would leave it
+    for a person to decide). A second Ctrl-C stops waiting for them."""
+    outcomes: dict[str, DatabaseOutcome] = {}
+    stopped: int | None = None
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="alley-db") as pool:
-        futures: dict[Future[DatabaseOutcome], str] = {
-            pool.submit(fleet.one, base, name): name for name in targets
-        }
-        pending = set(futures)
-        try:
-            while pending:
+        futures = {pool.submit(fleet.one, base, name): name for name in targets}
+        pending: set[Future[DatabaseOutcome]] = set(futures)
+        while pending:
+            try:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield futures[future], future.result()
-        except BaseException:
-            fleet.stop.set()
-            raise
+            except KeyboardInterrupt as interruption:
+                if stopped is not None:
+                    raise
+                fleet.stop.set()
+                stopped = (
+                    ExitCode.TERMINATED
+                    if isinstance(interruption, Terminated)
+                    else (ExitCode.INTERRUPTED)
+                )
+                if fleet.on_stop is not None:
+                    fleet.on_stop(sum(1 for f in pending if f.running()))
+                continue
+            for future in done:
+                outcomes[futures[future]] = future.result()
+    return outcomes, stopped

@@ -755,4 +755,5 @@ def fleet_data(report: Any, settings: Settings | None = None) -> dict[str, Any]:
             for o in report.outcomes
         ],
         "notes": list(report.notes),
+        "stopped": report.stopped,
     }

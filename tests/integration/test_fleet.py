@@ -269,6 +269,10 @@ def test_no_matching_database_and_both_settings_are_one_line_errors(
     assert both.returncode == CONFIG
     assert "both database and databases are set" in both.stderr
 
+    events = fleet_project.alley("--databases", "a,b", "up", "--events", "-")
+    assert events.returncode == USAGE
+    assert "--events works on one database" in events.stderr
+
     bad = fleet_project.alley("--databases", "a/b", "status")
     assert bad.returncode == CONFIG
     assert "invalid database name 'a/b'" in bad.stderr
@@ -311,3 +315,32 @@ def test_a_plugin_provides_the_databases_through_the_api(
     assert group.counters(group.names[2]) == {}
     status = api.over_databases(settings, "status", project=engine)
     assert [o.result for o in status.outcomes] == ["up to date", "up to date"]
+
+
+@pytest.mark.parametrize(("signal_name", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ctrl_c_or_sigterm_starts_no_more_databases_and_lets_the_running_one_finish(
+    fleet_project: Project, tenants: Callable[[int], Tenants], signal_name: str, code: int
+) -> None:
+    import signal
+
+    group = tenants(3)
+    armed, waiting, _ = write_counters(fleet_project, "0001_a.py", hold="_00")
+    write_counters(fleet_project, "0002_b.py")
+    armed.touch()
+    fleet = fleet_project.spawn("--databases", group.pattern, "--jobs", "1", "up")
+    wait_for(waiting.exists, what="the first database's first migration to start")
+
+    fleet.send_signal(getattr(signal, signal_name))
+    assert fleet.stderr is not None
+    said = fleet.stderr.readline()  # once it is said, no database starts
+    armed.unlink()
+    result = finish(fleet)
+
+    assert said == "alley: stopping: no database starts now; waiting for the 1 running\n"
+    assert result.returncode == code, result.output
+    assert "3 databases: 2 not run, 1 applied" in result.stdout
+    assert "no database started after it" in result.stderr
+    assert group.counters(group.names[0]) == {"0001": 1, "0002": 1}  # finished, recorded
+    assert [group.counters(n) for n in group.names[1:]] == [{}, {}]
+    status = fleet_project.alley("-db", group.names[0], "status", "--check")
+    assert status.returncode == 0, status.output
