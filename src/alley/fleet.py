@@ -241,7 +241,7 @@ def _run_all(
     """Every target's outcome, and the exit code of a Ctrl-C (130) or SIGTERM (143)
     that stopped the command: then no database starts (``not run``), and those running
     finish their migrations under their own locks (stopping one mid-step would leave it
-    for a person to decide). A second Ctrl-C stops waiting for them."""
+    for a person to decide). A second Ctrl-C is raised, once they have finished."""
     outcomes: dict[str, DatabaseOutcome] = {}
     stopped: int | None = None
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="alley-db") as pool:
