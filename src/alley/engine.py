@@ -26,7 +26,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from alley import attempts, data, planning, write_watch
+from alley import attempts, data, planning, transactions, write_watch
 from alley.errors import (
     AlleyError,
     ConfigError,
@@ -57,7 +57,7 @@ from alley.model import (
 )
 from alley.plugins import build_plugin_manager
 from alley.settings import Settings
-from alley.store import HistoryStore, RecordExists, ReplacesRecords
+from alley.store import HistoryStore, JoinsTransactions, RecordExists, Records, ReplacesRecords
 
 StepCallback = Callable[[StepResult], None]
 # Called as a step starts, with its ``started`` log entry (filename, direction, fake).
@@ -256,18 +256,23 @@ class Engine:
         """Everything the real command checks before it writes, for the real command,
         its ``--plan`` and the CI gates alike: load every step's file (``up`` needs
         both functions, so that it can be rolled back; ``down`` needs ``down``), then
-        refuse steps that wait for a person, and drift.
+        refuse steps that wait for a person, and drift; then a step that declared a
+        transaction the server or the history store cannot give it.
 
         :raises DiscoveryError: a file does not compile, fails to import, or lacks a
             function (exit 3).
         :raises IntegrityError: an interrupted step, a step that failed after writing,
             or drift (exit 6).
+        :raises ConfigError: a step declared ``transaction = True`` and cannot have one
+            (:func:`alley.transactions.check_plan`, exit 3).
         """
         loaded = {} if fake else self.load(plan)
         idempotent = {name for name, module in loaded.items() if _idempotent(module)}
         planning.check_runnable(
             statuses, allow_drift=allow_drift, retry=retry, idempotent=idempotent
         )
+        if loaded and transactions.transactional_steps(plan, loaded):
+            transactions.check_plan(plan, loaded, self.db, self.store)
         return Checked(plan, loaded)
 
     def load(self, plan: Plan) -> dict[str, LoadedMigration]:
@@ -567,12 +572,18 @@ class Run:
                 f"resuming {migration.filename} from its checkpoint "
                 f"({done} document{'s' if done != 1 else ''} done)"
             )
+        loaded = None if fake else checked.loaded[migration.filename]
+        # Its code and its record in one transaction: recorded when it commits.
+        transactional = loaded is not None and transactions.declared(loaded)
         with self.engine.watch_writes(self.engine.db) as writes:
             context = self._step_context(migration, started, writes, on_progress)
             try:
-                if not fake:
+                if loaded is not None:
                     with data.running(context.step):
-                        self._execute(migration, checked.loaded[migration.filename], direction)
+                        if transactional:
+                            self._execute_in_transaction(step, migration, loaded, direction, clock)
+                        else:
+                            self._execute(migration, loaded, direction)
             except MigrationFailed as error:
                 started = context.entry
                 lost_connection = as_connection_error(error.cause)
@@ -584,8 +595,10 @@ class Run:
                     started,
                     Event.FAILED,
                     duration_s=time.perf_counter() - clock,
-                    error=f"{error}; it wrote {writes.describe()}",
-                    writes=writes.count,
+                    error=f"{error}; its transaction was rolled back: it wrote nothing"
+                    if transactional
+                    else f"{error}; it wrote {writes.describe()}",
+                    writes=0 if transactional else writes.count,
                 )
                 batch.add(failed, keep_open=True)
                 if self.lease.lost is None:
@@ -611,7 +624,8 @@ class Run:
             finally:
                 self.engine.note(*context.step.notes)
         duration = time.perf_counter() - clock
-        self._record(step, migration, direction, duration, fake)
+        if not transactional:
+            self._record(step, migration, direction, duration, fake)
         batch.add(self.outcome(context.entry, Event.SUCCEEDED, duration_s=round(duration, 6)))
         return StepResult(migration.id, migration.filename, direction, fake, duration)
 
@@ -645,14 +659,61 @@ class Run:
         )
         return context
 
-    def _execute(self, migration: Migration, loaded: LoadedMigration, direction: Direction) -> None:
+    def _execute(
+        self, migration: Migration, loaded: LoadedMigration, direction: Direction, db: Any = None
+    ) -> None:
         try:
-            self.engine.hooks.execute(migration, loaded, direction, self.engine.db)
+            self.engine.hooks.execute(
+                migration, loaded, direction, self.engine.db if db is None else db
+            )
         except SystemExit as error:
             # An executor plugin let the migration's sys.exit() through: still its failure.
             raise MigrationFailed(
                 f"{migration.filename} failed ({direction}): it called sys.exit({error.code!r})",
                 cause=error,
+            ) from error
+
+    def _execute_in_transaction(
+        self,
+        step: MigrationStatus,
+        migration: Migration,
+        loaded: LoadedMigration,
+        direction: Direction,
+        clock: float,
+    ) -> None:
+        """Run the step's code with a :class:`~alley.transactions.TransactionalDatabase`
+        and write its record, in one transaction, committed only while the lease holds
+        (:func:`alley.transactions.run_in_transaction`). Any failure rolls both back."""
+        store = self.store
+        assert isinstance(store, JoinsTransactions)  # the pre-flight checked it
+
+        def body(db: Any) -> None:
+            try:
+                self._execute(migration, loaded, direction, db)
+            except transactions.NotInTransaction as refused:
+                raise MigrationFailed(
+                    f"{migration.filename} failed ({direction}): {refused}", cause=refused
+                ) from None
+
+        def record(session: Any) -> None:
+            duration = time.perf_counter() - clock
+            self._record(step, migration, direction, duration, False, store.records_in(session))
+
+        try:
+            transactions.run_in_transaction(self.engine.db, body, record, self.lease.fence)
+        except transactions.CommitFailed as error:
+            raise MigrationFailed(
+                f"{migration.filename} failed ({direction}): its transaction did not "
+                f"commit: {error}",
+                cause=error,
+            ) from error
+        except transactions.CommitUnknown as error:
+            raise StepUnrecorded(
+                f"{migration.filename} ({direction}): the server did not confirm the commit "
+                f"of its transaction ({error}); its changes and its record are both there "
+                "or both not",
+                hint="'alley status' shows which; if it is not applied, "
+                f"'alley mark {migration.id} --pending' and run it again",
             ) from error
 
     def _record(
@@ -662,7 +723,11 @@ class Run:
         direction: Direction,
         duration: float,
         fake: bool,
+        records: Records | None = None,
     ) -> None:
+        """Record the step (``down``: remove its record), fenced; through ``records``
+        (the store's records in a transaction) when given."""
+        store: Records = self.store if records is None else records
         lost = self.lease.lost
         if lost is not None:
             raise StepUnrecorded(
@@ -673,7 +738,7 @@ class Run:
             )
         if direction is Direction.DOWN:
             assert step.record is not None
-            self._fenced(self.store.remove_record, step.record)
+            self._fenced(store.remove_record, step.record)
             return
         record = applied_record(
             migration, duration_s=duration, fake=fake, holder=self.holder, date=self.now()
@@ -681,7 +746,7 @@ class Run:
         assert record.date is not None
         self._told = record.date
         try:
-            self._fenced(self.store.add_record, record)
+            self._fenced(store.add_record, record)
         except RecordExists as error:
             raise StepUnrecorded(
                 f"{migration.filename} finished, but another run recorded it meanwhile; "

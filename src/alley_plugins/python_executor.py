@@ -46,7 +46,16 @@ def alley_load_migration(migration: Migration) -> LoadedMigration:
         up=_callable(module, "up"),
         down=_callable(module, "down"),
         idempotent=getattr(module, "idempotent", False) is True,
+        transaction=_transaction(module, migration),
     )
+
+
+def _transaction(module: types.ModuleType, migration: Migration) -> bool:
+    """The module's ``transaction = True`` (see :mod:`alley.transactions`); anything
+    but a bool is refused, so a ``transaction = "yes"`` never runs without one."""
+    from alley import transactions
+
+    return transactions.flag(getattr(module, transactions.ATTRIBUTE, None), migration.location)
 
 
 def _callable(module: types.ModuleType, name: str) -> Any:
