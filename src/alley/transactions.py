@@ -149,21 +149,21 @@ def check_plan(
     steps = {s.migration.filename: s.migration for s in plan.steps if s.migration is not None}
     for filename in wanted:
         module = loaded[filename]
-        function = module.up if plan.direction.value == "up" else module.down
-        if inspect.iscoroutinefunction(function):
-            raise ConfigError(
-                f"{steps[filename].location} declares transaction = True and its "
-                f"{plan.direction.value}() is async: async migrations cannot run in a "
-                "transaction yet",
-                hint="write def up(db), or remove 'transaction = True'; nothing ran",
-            )
-        if takes_step(function):
-            raise ConfigError(
-                f"{steps[filename].location} declares transaction = True and its "
-                f"{plan.direction.value}() takes step: the batch helpers checkpoint outside "
-                "a transaction and build indexes, which a transaction cannot",
-                hint="use one or the other; nothing ran",
-            )
+        # Both functions: redo runs the one direction after the other's pre-flight.
+        for name, function in (("up", module.up), ("down", module.down)):
+            if inspect.iscoroutinefunction(function):
+                raise ConfigError(
+                    f"{steps[filename].location} declares transaction = True and its "
+                    f"{name}() is async: async migrations cannot run in a transaction yet",
+                    hint=f"write def {name}(db), or remove 'transaction = True'; nothing ran",
+                )
+            if takes_step(function):
+                raise ConfigError(
+                    f"{steps[filename].location} declares transaction = True and its "
+                    f"{name}() takes step: the batch helpers checkpoint outside a "
+                    "transaction and build indexes, which a transaction cannot",
+                    hint="use one or the other; nothing ran",
+                )
     first = steps[wanted[0]].location
     reason = server_refusal(hello(db))
     if reason is not None:

@@ -265,6 +265,13 @@ def test_a_transactional_step_cannot_take_step_or_be_async(
     function: Callable[..., Any], message: str
 ) -> None:
     plan, loaded = plan_of(("0001_a.py", MigrationFunctions(function, up_db, transaction=True)))
+    with pytest.raises(ConfigError, match=f"its up\\(\\) {message}"):
+        transactions.check_plan(plan, loaded, FakeDb(object()), MemoryStore(), hello=no_hello)
+    # A down() plan checks up() too: redo runs up after down's pre-flight.
+    plan, loaded = plan_of(
+        ("0001_a.py", MigrationFunctions(function, up_db, transaction=True)),
+        direction=Direction.DOWN,
+    )
     with pytest.raises(ConfigError, match=message):
         transactions.check_plan(plan, loaded, FakeDb(object()), MemoryStore(), hello=no_hello)
 
