@@ -24,10 +24,12 @@ import pytest
 
 from alley import aio, api, hookcalls
 from alley.errors import ConfigError, MigrationFailed
+from alley.hookspecs import hookimpl
 from alley.settings import Settings, load_settings
+from alley_plugins import mongoengine_connection
 from conftest import Project, finish, wait_for
 
-FAILED, USAGE_CONFIG, INTEGRITY = 1, 3, 6
+FAILED, USAGE_CONFIG, INTEGRITY, PENDING = 1, 3, 6, 7
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "async.md"
 
 
@@ -255,9 +257,15 @@ def test_sync_and_async_migrations_mix_in_one_folder_and_share_one_async_client(
             down=f"AWAIT db.order.delete_one({{'_id': {n}}})",
         )
 
+    planned = project.alley("up", "--plan")
+    assert planned.returncode == PENDING, planned.output  # up --plan: work to do
+    assert all(f"000{n}_step{n}.py" in planned.stdout for n in (1, 2, 3, 4))
+    assert mongo_db.order.count_documents({}) == 0
+
     applied = project.alley("up")
 
     assert applied.returncode == 0, applied.output
+    assert mongoengine_connection._opened_async == []  # closed as the command ended
     documents = list(mongo_db.order.find().sort("_id"))
     assert [d["_id"] for d in documents] == [1, 2, 3, 4]
     assert documents[0]["client"] is None
@@ -267,6 +275,54 @@ def test_sync_and_async_migrations_mix_in_one_folder_and_share_one_async_client(
 
     assert rolled_back.returncode == 0, rolled_back.output
     assert mongo_db.order.count_documents({}) == 0
+
+
+def test_a_file_with_an_async_up_and_a_sync_down(project: Project, mongo_db: Any) -> None:
+    (project.folder / "0001_half.py").write_text(
+        "async def up(db):\n    await db.c.insert_one({'_id': 1})\n\n\n"
+        "def down(db):\n    db.c.delete_one({'_id': 1})\n"
+    )
+
+    assert project.alley("up").returncode == 0
+    assert mongo_db.c.count_documents({}) == 1
+    assert project.alley("down").returncode == 0
+    assert mongo_db.c.count_documents({}) == 0
+
+
+class OwnConnection:
+    """A connection plugin of an application's own: a plain MongoClient."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.clients: list[Any] = []
+
+    @hookimpl
+    def alley_connect(self, settings: Settings) -> Any:
+        from pymongo import MongoClient
+
+        client: Any = MongoClient(self.uri, serverSelectionTimeoutMS=5000)
+        self.clients.append(client)
+        return client.get_default_database()
+
+
+def test_an_async_migration_fails_having_written_nothing_when_another_plugin_connects(
+    project: Project, mongo_db: Any
+) -> None:
+    from alley import Migrations
+
+    Form("async").write(project, "0001_items.py", up="AWAIT db.items.insert_one({})")
+    plugin = OwnConnection(project.uri)
+    try:
+        with pytest.raises(MigrationFailed, match="alley's own connection plugin") as failed:
+            Migrations(project.root, plugins=[("own", plugin)], url=project.uri).up()
+    finally:
+        for client in plugin.clients:
+            client.close()
+
+    assert "connecting is by own" in str(failed.value)
+    assert mongo_db.items.count_documents({}) == 0
+    [entry] = [e for e in log_events(mongo_db, "0001_items.py") if e["event"] == "failed"]
+    assert entry["writes"] == 0
 
 
 def test_async_up_with_a_step_parameter_is_refused_when_it_loads(
@@ -352,6 +408,41 @@ def test_migrations_that_connect_themselves_run_an_async_migration(
 
     assert [s.filename for s in report.steps] == ["0001_items.py"]
     assert mongo_db.items.find_one() == {"_id": 7}
+
+
+def test_alley_0_0_3_would_record_an_async_migration_without_running_it(
+    project: Project, mongo_db: Any, mongodb_server: Any
+) -> None:
+    """What docs/async.md warns of: 0.0.3 calls ``up(db)``, never awaits the coroutine,
+    and records the migration as applied."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    from alley.testing.legacy import LegacyUnavailable, provide_legacy_alley
+
+    try:
+        legacy = provide_legacy_alley()
+    except LegacyUnavailable as error:  # a machine without Python 3.11: an error, not a skip
+        pytest.fail(str(error))
+    Form("async").write(project, "0001_items.py", up="AWAIT db.items.insert_one({})")
+    address = urlsplit(mongodb_server.uri)
+    login: list[str] = []
+    if address.username:  # a server with users: 0.0.3's own -u/-w/-a
+        source = dict(parse_qsl(address.query)).get("authSource", "admin")
+        login = ["-u", unquote(address.username), "-w", unquote(address.password or "")]
+        login += ["-a", source]
+
+    old = legacy.run(
+        mongo_db.name,
+        address.hostname or "127.0.0.1",
+        address.port or 27017,
+        project.root,
+        "up",
+        login=login,
+    )
+
+    assert old.returncode == 0, old.stdout + old.stderr
+    assert mongo_db.db_migrations.count_documents({"filename": "0001_items.py"}) == 1
+    assert mongo_db.items.count_documents({}) == 0
 
 
 # -------------------------------------------------------------------------
@@ -450,6 +541,23 @@ def doc_block(marker: str) -> str:
     match = re.search(rf"<!-- {marker} -->\s*```python\n(.*?)```", text, re.DOTALL)
     assert match, f"docs/async.md has no python block after <!-- {marker} -->"
     return match.group(1)
+
+
+def test_the_docs_example_migration_runs_up_and_down(project: Project, mongo_db: Any) -> None:
+    (project.folder / "0001_active.py").write_text(doc_block("migration"))
+    mongo_db.users.insert_many([{"_id": 1}, {"_id": 2, "active": False}])
+
+    applied = project.alley("up")
+
+    assert applied.returncode == 0, applied.output
+    assert [u["active"] for u in mongo_db.users.find().sort("_id")] == [True, False]
+    assert "active_1" in mongo_db.users.index_information()
+
+    rolled_back = project.alley("down")
+
+    assert rolled_back.returncode == 0, rolled_back.output
+    assert list(mongo_db.users.find().sort("_id")) == [{"_id": 1}, {"_id": 2}]
+    assert "active_1" not in mongo_db.users.index_information()
 
 
 @dataclass
