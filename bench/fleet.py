@@ -43,7 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from peers import CACHE_DIR
-from run import ENV, ensure_plotting
+from run import ENV, command_counts, ensure_plotting
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -52,6 +52,7 @@ END = "<!-- fleet:end -->"
 PREFIX = "bench_fleet_"
 TIMEOUT = 3600.0
 HISTORY = "db_migrations"
+COMMAND_COUNT = 10  # databases of the second command count (the first: 1)
 
 VARIANTS = {
     "--jobs 1": "`alley --databases 'P*' --jobs 1 up`: one process, one database at a time",
@@ -212,6 +213,22 @@ class Bench:
         seconds, text = run_timed(self.fleet_argv(4, "status"), self.project(migrations))
         return {"s": seconds, "s_per_db": seconds / count, **parse_fleet(text, count, "up to date")}
 
+    def commands(self, count: int, migrations: int) -> dict[str, dict[str, int]]:
+        """The server commands of ``--jobs 1 up`` then ``status`` over ``count`` fresh
+        databases, by command name (a PyMongo command listener in the alley process)."""
+        targets = seed(self.client, count)
+        tail = ["--path", str(self.project(migrations))]
+        out: dict[str, dict[str, int]] = {}
+        for command in ("up", "status"):
+            argv = self.fleet_argv(1, command)[1:]
+            counts = command_counts(argv[:-1] + tail + argv[-1:])
+            if counts is None:
+                raise RuntimeError(f"no command counts from {command}")
+            out[command] = counts
+        check(self.client, targets, migrations)
+        drop_all(self.client)
+        return out
+
     def work_floor(self, count: int, migrations: int) -> dict[str, float]:
         """The writes alone: this process (connected already) sends each database's
         ``migrations`` counter upserts, one database after another."""
@@ -338,6 +355,9 @@ def section(ctx: dict[str, Any]) -> str:
         "",
         "![](benchmarks-fleet.png)",
         "",
+    ]
+    lines += commands_section(ctx)
+    lines += [
         f"### Growth: `--jobs 4 up` at more databases ({m} migrations each)",
         "",
         f"{ctx['growth_repeats']} run(s) at each size, round-robin over the sizes (the "
@@ -383,6 +403,41 @@ def section(ctx: dict[str, Any]) -> str:
         lines += ["", notes.read_text().strip()]
     lines.append(END)
     return "\n".join(lines) + "\n"
+
+
+def commands_section(ctx: dict[str, Any]) -> list[str]:
+    """Server commands per database: (the count over 10 databases - over 1) / 9."""
+    counts = ctx.get("commands", {})
+    if "na" in counts or "1" not in counts:
+        return [f"Server commands: not measured ({counts.get('na', '—')}).", ""]
+    n = max(int(k) for k in counts)
+    lines = [
+        f"### Server commands per database ({ctx['migrations']} migrations)",
+        "",
+        "Counted by a PyMongo command listener in the alley process, `--jobs 1` over 1 "
+        f"then {n} fresh databases: per database = (count over {n} − count over 1) / "
+        f"{n - 1}; fixed = the rest of the count over 1 (connecting, listing, discovery). "
+        "Lease renewals depend on time, so the counts vary a little between runs.",
+        "",
+        "| command | `up` per database | `up` fixed | `status` per database | `status` fixed |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    one, many = counts["1"], counts[str(n)]
+    names = sorted(
+        {c for op in ("up", "status") for c in (*one[op], *many[op])},
+        key=lambda c: -(many["up"].get(c, 0) + many["status"].get(c, 0)),
+    )
+    totals = [0.0, 0.0, 0.0, 0.0]
+    for name in names:
+        row = []
+        for op in ("up", "status"):
+            per = (many[op].get(name, 0) - one[op].get(name, 0)) / (n - 1)
+            row += [per, one[op].get(name, 0) - per]
+        totals = [a + b for a, b in zip(totals, row, strict=True)]
+        lines.append(f"| `{name}` | " + " | ".join(f"{x:.1f}" for x in row) + " |")
+    lines.append("| **all** | " + " | ".join(f"**{x:.1f}**" for x in totals) + " |")
+    lines.append("")
+    return lines
 
 
 def marginals(growth: dict[str, Any]) -> dict[str, float]:
@@ -534,6 +589,7 @@ def alley_revision() -> str:
 
 def render(ctx: dict[str, Any], docs: Path, plotting: bool) -> None:
     ctx["reading"] = reading(ctx)
+    docs.mkdir(parents=True, exist_ok=True)
     if plotting:
         write_plot(ctx, docs / "benchmarks-fleet.png")
     write_section(docs / "benchmarks.md", section(ctx))
@@ -621,6 +677,14 @@ def main(argv: list[str] | None = None) -> int:
         work = bench.work_floor(count, migrations)
         process = bench.process_floor()
         log(f"floors: writes {work['s_per_db'] * 1000:.0f} ms/db, process {process:.2f}s")
+        commands: dict[str, Any] = {}
+        try:
+            for size in (1, COMMAND_COUNT):
+                commands[str(size)] = bench.commands(size, migrations)
+            log(f"commands: {commands}")
+        except Exception as error:
+            commands = {"na": str(error)}
+            log(f"commands: failed: {error}")
         growth = measure_growth(bench, sizes, migrations, growth_repeats)
         drop_all(client)
         client.close()
@@ -641,6 +705,7 @@ def main(argv: list[str] | None = None) -> int:
             "work_floor": work,
             "process_floor": process,
             "growth": growth,
+            "commands": commands,
             "load": (
                 f"1-minute load average {load_before[0]:.2f} at the start, "
                 f"{load_after[0]:.2f} at the end ({os.cpu_count()} cores shared with other "
