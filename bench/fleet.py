@@ -189,7 +189,7 @@ class Bench:
         script = (
             f"for d in {' '.join(targets)}; do "
             f"{shlex.quote(self.alley)} --url {shlex.quote(self.server.uri)} -db $d up "
-            "> /dev/null || exit 1; done"
+            "|| exit 1; done"
         )
         return ["bash", "-c", script]
 
@@ -535,6 +535,11 @@ def write_plot(ctx: dict[str, Any], path: Path) -> None:
     highs = [res[v]["s"]["max"] - m for v, m in zip(ways, meds, strict=True)]
     colors = ["tab:gray" if v == BASELINE else "tab:blue" for v in ways]
     ax1.barh(ways, meds, xerr=[lows, highs], color=colors, capsize=4)
+    base = res[BASELINE]["s"]["median"] if BASELINE in ways else None
+    for i, (v, m) in enumerate(zip(ways, meds, strict=True)):
+        label = f" {m:.1f} s" + (f" ({m / base:.2f}×)" if base and v != BASELINE else "")
+        ax1.text(m + res[v]["s"]["max"] - m, i, label, va="center", fontsize=8)
+    ax1.set_xlim(0, max(res[v]["s"]["max"] for v in ways) * 1.3)
     ax1.set_xlabel("seconds (median, bars: min–max)")
     ax1.set_title(
         f"up: {ctx['databases']} databases × {ctx['migrations']} migrations "
@@ -699,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
             "migrations": migrations,
             "repeats": repeats,
             "growth_repeats": growth_repeats,
-            "server": server.description,
+            "server": re.sub(r" at mongodb(\+srv)?://\S+$", "", server.description),
             "version": server.version,
             "results": results,
             "work_floor": work,
