@@ -173,7 +173,7 @@ class Engine:
         made: data.AsyncConnection | None = self.__dict__.get("_async_connection")
         if made is not None:
             return made
-        if self._db is not None:
+        if not self._may_connect_async():
             raise ConfigError(ASYNC_NEEDS_OWN_CONNECTION, hint=ASYNC_HINT)
         connectors = {i.plugin_name for i in self.hooks.manager.hook.alley_connect.get_hookimpls()}
         if connectors != {"mongoengine"}:
@@ -190,6 +190,15 @@ class Engine:
         made = async_connection(self.settings, name)
         self.__dict__["_async_connection"] = made
         return made
+
+    def _may_connect_async(self) -> bool:
+        """Whether an async client can be made from the settings: the engine connects
+        itself, or was given a database on a client alley's connection plugin made (a
+        database of a multi-database command). Not for an application's ``Database``."""
+        if self._db is None:
+            return True
+        plugin = sys.modules.get("alley_plugins.mongoengine_connection")
+        return plugin is not None and bool(plugin.made_here(getattr(self._db, "client", None)))
 
     def close_async(self) -> None:
         """Close the async connection this engine made, if any (the end of a call of
@@ -290,7 +299,7 @@ class Engine:
                     f"{migration.location} has no {missing[0]}(db) function",
                     hint="define it (a down that cannot undo may raise); nothing ran",
                 )
-            if self._db is not None and any(
+            if not self._may_connect_async() and any(
                 inspect.iscoroutinefunction(getattr(module, name, None)) for name in needed
             ):
                 raise ConfigError(

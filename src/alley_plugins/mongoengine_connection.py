@@ -134,6 +134,12 @@ def _forget(alias: str) -> None:
     _opened.pop(alias, None)
 
 
+def made_here(client: Any) -> bool:
+    """Whether ``client`` is one this module connected (not an application's): an
+    async client for its databases is then made from alley's settings too."""
+    return client is not None and any(c is client for c in _opened.values())
+
+
 def close_connections() -> None:
     """Close every client this module registered (and unregister it): the end of a
     command. An application's own aliases are left alone."""

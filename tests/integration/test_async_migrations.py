@@ -325,6 +325,35 @@ def test_an_async_migration_fails_having_written_nothing_when_another_plugin_con
     assert entry["writes"] == 0
 
 
+def test_a_multi_database_command_runs_async_migrations_on_each_database(
+    tmp_path: Path, mongodb_server: Any, mongo_client: Any
+) -> None:
+    """Each database's engine gets its database on alley's own client: its async
+    steps get an async client of their own (one per database, in its worker thread)."""
+    from test_fleet import Tenants
+
+    group = Tenants(mongo_client, 3)
+    try:
+        fleet = Project(tmp_path / "app", mongodb_server.uri)
+        Form("async").write(
+            fleet,
+            "0001_tag.py",
+            up="AWAIT db.tags.insert_one({'_id': db.name})",
+            down="AWAIT db.tags.delete_one({'_id': db.name})",
+        )
+        Form("sync").write(fleet, "0002_sync.py", up="db.tags.insert_one({'_id': 'sync'})")
+
+        run = fleet.alley("--databases", group.pattern, "--jobs", "2", "up")
+
+        assert run.returncode == 0, run.output
+        for name in group.names:
+            tags = sorted(d["_id"] for d in mongo_client[name].tags.find())
+            assert tags == sorted([name, "sync"]), name
+        assert mongoengine_connection._opened_async == []
+    finally:
+        group.drop()
+
+
 def test_async_up_with_a_step_parameter_is_refused_when_it_loads(
     project: Project, mongo_db: Any
 ) -> None:
