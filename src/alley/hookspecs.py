@@ -180,10 +180,13 @@ def alley_execute_migration(
     :param migration: The migration of this step.
     :param loaded: What :func:`alley_load_migration` returned for it.
     :param direction: ``Direction.UP`` or ``Direction.DOWN``.
-    :param db: The database the migration runs against.
+    :param db: The database the migration runs against; for a migration that declares
+        ``transaction = True``, an :class:`alley.transactions.TransactionalDatabase` that
+        puts every operation in the step's transaction (docs/transactions.md).
     :returns: ``True`` once executed.
 
-    Default: ``alley_plugins.python_executor`` calls ``loaded.up(db)`` / ``loaded.down(db)``.
+    Default: ``alley_plugins.python_executor`` calls ``loaded.up(db)`` / ``loaded.down(db)``
+    (``async def`` ones on PyMongo's ``AsyncMongoClient``: docs/async.md).
     """
 
 
