@@ -56,10 +56,14 @@ _T = TypeVar("_T")
 class AsyncConnection(Protocol):
     """What an ``async def`` migration runs on: PyMongo's ``AsyncDatabase`` (``db``)
     and the event loop its client belongs to (``run`` runs a coroutine to its end on
-    it, in the calling thread, raising ``KeyboardInterrupt`` at Ctrl-C)."""
+    it, in the calling thread, raising ``KeyboardInterrupt`` at Ctrl-C); ``closed``
+    once the command's connections were closed."""
 
     @property
     def db(self) -> Any: ...
+
+    @property
+    def closed(self) -> bool: ...
 
     def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T: ...
 

@@ -165,13 +165,13 @@ class Engine:
         settings, made when the first async step runs and reused by the next ones (its
         client belongs to one event loop). The connection plugin closes it at the end
         of the command (:func:`alley.hookcalls.close_connections`), or
-        :meth:`close_async` does.
+        :meth:`close_async` does; an engine used again after that makes a new one.
 
         :raises ConfigError: the engine was given a ``db`` (an async client cannot be
             derived from an application's ``Database``), or another plugin connects.
         """
         made: data.AsyncConnection | None = self.__dict__.get("_async_connection")
-        if made is not None:
+        if made is not None and not made.closed:
             return made
         if not self._may_connect_async():
             raise ConfigError(ASYNC_NEEDS_OWN_CONNECTION, hint=ASYNC_HINT)

@@ -174,11 +174,13 @@ class AsyncConnection:
     both at the end of the command.
 
     :ivar client: the ``AsyncMongoClient``. :ivar db: its database of the command.
+    :ivar closed: whether :meth:`close` was called.
     """
 
     def __init__(self, client: Any, name: str) -> None:
         self.client = client
         self.db: AsyncDatabase[Any] = client[name]
+        self.closed = False
         self._runner = asyncio.Runner()
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
@@ -191,6 +193,7 @@ class AsyncConnection:
 
     def close(self) -> None:
         """Close the client, then the loop. Best effort: called as a command ends."""
+        self.closed = True
         try:
             with contextlib.suppress(Exception):
                 self._runner.run(self.client.close())

@@ -354,6 +354,47 @@ def test_a_multi_database_command_runs_async_migrations_on_each_database(
         group.drop()
 
 
+def test_the_async_client_connects_as_the_sync_client_does(project: Project) -> None:
+    """Same servers, driver options of the URL, timeouts, application name, codec and
+    database; one client for the command; closed with the other connections."""
+    from alley.engine import Engine
+
+    uri = f"{project.uri}?w=1&readPreference=primaryPreferred&maxPoolSize=7"
+    engine = Engine(load_settings({"url": uri, "path": str(project.root), "timeout": 4.5}))
+    try:
+        sync = engine.db.client.options
+        made = engine.async_connection()
+        assert engine.async_connection() is made
+        options = made.client.options
+
+        assert made.db.name == engine.db.name
+        assert made.run(made.db.command("ping"))["ok"] == 1
+        for read in (
+            lambda o: o.server_selection_timeout,
+            lambda o: o.pool_options.connect_timeout,
+            lambda o: o.pool_options.max_pool_size,
+            lambda o: o.pool_options.metadata["application"],
+            lambda o: o.write_concern,
+            lambda o: o.read_preference,
+            lambda o: o.codec_options,
+            lambda o: o.replica_set_name,
+        ):
+            assert read(options) == read(sync)
+        assert options.server_selection_timeout == 4.5
+        assert options.pool_options.max_pool_size == 7
+    finally:
+        hookcalls.close_connections()
+    assert mongoengine_connection._opened_async == []
+    assert made.closed
+
+    try:  # an engine used again after the command's end connects again
+        again = engine.async_connection()
+        assert again is not made
+        assert again.run(again.db.command("ping"))["ok"] == 1
+    finally:
+        hookcalls.close_connections()
+
+
 def test_async_up_with_a_step_parameter_is_refused_when_it_loads(
     project: Project, mongo_db: Any
 ) -> None:

@@ -71,6 +71,7 @@ class RecordingConnection:
 
     def __init__(self) -> None:
         self.db = object()
+        self.closed = False
         self.runner = asyncio.Runner()
         self.made = 0
 
