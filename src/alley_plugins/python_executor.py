@@ -89,9 +89,16 @@ def alley_execute_migration(
 
 def _refuse_async_with_step(module: types.ModuleType, migration: Migration) -> None:
     """``async def up(db, step)`` is refused when the file loads: the batch helpers of
-    :class:`alley.data.Step` are synchronous and would block the event loop."""
+    :class:`alley.data.Step` are synchronous and would block the event loop. So is an
+    ``async def`` with ``yield`` (called, it would run nothing and be recorded)."""
     for name in ("up", "down"):
         function = getattr(module, name, None)
+        if inspect.isasyncgenfunction(function):
+            raise DiscoveryError(
+                f"{migration.location}: {name} is an async generator (async def with "
+                "yield): alley cannot run it",
+                hint=f"remove the yield from async def {name}(db)",
+            )
         if not inspect.iscoroutinefunction(function):
             continue
         if _takes_step(function):

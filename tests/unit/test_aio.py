@@ -52,6 +52,15 @@ def test_async_with_transaction_is_refused_at_load() -> None:
         python_executor.alley_load_migration(migration(source))
 
 
+def test_an_async_generator_is_refused_at_load() -> None:
+    source = "async def up(db):\n    yield\n\ndef down(db):\n    pass\n"
+
+    with pytest.raises(DiscoveryError, match="up is an async generator") as refused:
+        python_executor.alley_load_migration(migration(source))
+
+    assert refused.value.hint == "remove the yield from async def up(db)"
+
+
 def test_async_and_sync_functions_load_as_they_are() -> None:
     source = "async def up(db):\n    pass\n\ndef down(db, step):\n    pass\n"
 
