@@ -600,6 +600,39 @@ def test_aio_mirrors_the_api(project: Project, mongo_db: Any) -> None:
     assert mongo_db.c.count_documents({}) == 0
 
 
+def test_aio_calls_reusing_one_project_reuse_its_async_client(
+    project: Project, mongo_db: Any
+) -> None:
+    """Each call runs in a worker thread, maybe another one each time: the project's
+    one async client and loop serve them all, until the connections are closed."""
+    from alley.engine import Engine
+
+    for n in (1, 2):
+        Form("async").write(
+            project,
+            f"000{n}_m{n}.py",
+            up=f"AWAIT db.c.insert_one({{'_id': {n}, 'client': id(db.client)}})",
+            down=f"AWAIT db.c.delete_one({{'_id': {n}}})",
+        )
+    settings = settings_of(project)
+    engine = Engine(settings)
+
+    async def main() -> None:
+        await aio.up(settings, 1, project=engine)
+        await aio.up(settings, project=engine)
+        assert len({d["client"] for d in mongo_db.c.find()}) == 1  # both calls: one client
+        await aio.down(settings, steps=2, project=engine)
+
+    try:
+        asyncio.run(main())
+    finally:
+        hookcalls.close_connections()
+
+    assert mongo_db.c.count_documents({}) == 0
+    events = [(e["filename"], e["event"]) for e in mongo_db.db_migrations_log.find()]
+    assert events.count(("0001_m1.py", "succeeded")) == 2
+
+
 # -------------------------------------------------------------------------
 # docs/async.md
 # -------------------------------------------------------------------------
