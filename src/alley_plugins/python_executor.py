@@ -89,10 +89,17 @@ def alley_execute_migration(
 
 def _refuse_async_with_step(module: types.ModuleType, migration: Migration) -> None:
     """``async def up(db, step)`` is refused when the file loads: the batch helpers of
-    :class:`alley.data.Step` are synchronous and would block the event loop. So is an
-    ``async def`` with ``yield`` (called, it would run nothing and be recorded)."""
+    :class:`alley.data.Step` are synchronous and would block the event loop. So is a
+    function with ``yield``, ``async`` or not (called, it would run nothing and be
+    recorded)."""
     for name in ("up", "down"):
         function = getattr(module, name, None)
+        if inspect.isgeneratorfunction(function):
+            raise DiscoveryError(
+                f"{migration.location}: {name} is a generator (def with yield): called, it "
+                "would run nothing",
+                hint=f"remove the yield from def {name}(db)",
+            )
         if inspect.isasyncgenfunction(function):
             raise DiscoveryError(
                 f"{migration.location}: {name} is an async generator (async def with "

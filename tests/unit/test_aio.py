@@ -61,6 +61,16 @@ def test_an_async_generator_is_refused_at_load() -> None:
     assert refused.value.hint == "remove the yield from async def up(db)"
 
 
+def test_a_generator_is_refused_at_load() -> None:
+    """A sync ``def down(db)`` with ``yield`` would run nothing and be recorded too."""
+    source = "def up(db):\n    pass\n\ndef down(db):\n    yield db.items.drop()\n"
+
+    with pytest.raises(DiscoveryError, match=r"down is a generator \(def with yield\)") as refused:
+        python_executor.alley_load_migration(migration(source))
+
+    assert refused.value.hint == "remove the yield from def down(db)"
+
+
 def test_async_and_sync_functions_load_as_they_are() -> None:
     source = "async def up(db):\n    pass\n\ndef down(db, step):\n    pass\n"
 
