@@ -57,7 +57,7 @@ class AsyncConnection(Protocol):
     """What an ``async def`` migration runs on: PyMongo's ``AsyncDatabase`` (``db``)
     and the event loop its client belongs to (``run`` runs a coroutine to its end on
     it, in the calling thread, raising ``KeyboardInterrupt`` at Ctrl-C); ``closed``
-    once the command's connections were closed."""
+    once closed. Made by the ``alley_connect_async`` hook."""
 
     @property
     def db(self) -> Any: ...
@@ -66,6 +66,8 @@ class AsyncConnection(Protocol):
     def closed(self) -> bool: ...
 
     def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T: ...
+
+    def close(self) -> None: ...
 
 
 class DryRunStop(Exception):

@@ -160,54 +160,33 @@ class Engine:
         return self.hooks.history_store(self.settings, self.db)
 
     def async_connection(self) -> data.AsyncConnection:
-        """The command's connection for ``async def`` migrations: PyMongo's
-        ``AsyncMongoClient`` on the server and database of :attr:`db`, with the same
-        settings, made when the first async step runs and reused by the next ones (its
-        client belongs to one event loop). The connection plugin closes it at the end
-        of the command (:func:`alley.hookcalls.close_connections`), or
-        :meth:`close_async` does; an engine used again after that makes a new one.
+        """The command's connection for ``async def`` migrations (the
+        ``alley_connect_async`` hook's): PyMongo's ``AsyncMongoClient`` on the server and
+        database of :attr:`db`, made once and reused by every async step (its client
+        belongs to one event loop). The connection plugin closes it at the end of the
+        command (:func:`alley.hookcalls.close_connections`), or :meth:`close_async`
+        does; an engine used again after that makes a new one.
 
-        :raises ConfigError: the engine was given a ``db`` (an async client cannot be
-            derived from an application's ``Database``), or another plugin connects.
+        :raises ConfigError: no plugin can make one for :attr:`db` (an application's
+            own ``Database``, or a connection plugin without async support).
         """
         made: data.AsyncConnection | None = self.__dict__.get("_async_connection")
         if made is not None and not made.closed:
             return made
-        if not self._may_connect_async():
-            raise ConfigError(ASYNC_NEEDS_OWN_CONNECTION, hint=ASYNC_HINT)
-        connectors = {i.plugin_name for i in self.hooks.manager.hook.alley_connect.get_hookimpls()}
-        if connectors != {"mongoengine"}:
-            raise ConfigError(
-                "async migrations need alley's own connection plugin (mongoengine); "
-                f"connecting is by {', '.join(sorted(connectors - {'mongoengine'}))}",
-                hint="write def up(db) / def down(db), or use the default plugin",
-            )
-        from alley_plugins.mongoengine_connection import async_connection
-
         # Connected first: the settings and the credentials are checked by then, and
         # the write watcher is registered before the async client is made.
-        name = self.db.name
-        made = async_connection(self.settings, name)
+        made = self.hooks.connect_async(self.settings, self.db)
+        if made is None:
+            raise ConfigError(ASYNC_NEEDS_OWN_CONNECTION, hint=ASYNC_HINT)
         self.__dict__["_async_connection"] = made
         return made
-
-    def _may_connect_async(self) -> bool:
-        """Whether an async client can be made from the settings: the engine connects
-        itself, or was given a database on a client alley's connection plugin made (a
-        database of a multi-database command). Not for an application's ``Database``."""
-        if self._db is None:
-            return True
-        plugin = sys.modules.get("alley_plugins.mongoengine_connection")
-        return plugin is not None and bool(plugin.made_here(getattr(self._db, "client", None)))
 
     def close_async(self) -> None:
         """Close the async connection this engine made, if any (the end of a call of
         :mod:`alley.aio`; the CLI closes it with every other connection)."""
         made = self.__dict__.pop("_async_connection", None)
         if made is not None:
-            from alley_plugins.mongoengine_connection import close_async_connection
-
-            close_async_connection(made)
+            made.close()
 
     @contextmanager
     def attributed(self) -> Iterator[None]:
@@ -299,13 +278,13 @@ class Engine:
                     f"{migration.location} has no {missing[0]}(db) function",
                     hint="define it (a down that cannot undo may raise); nothing ran",
                 )
-            if not self._may_connect_async() and any(
-                inspect.iscoroutinefunction(getattr(module, name, None)) for name in needed
-            ):
-                raise ConfigError(
-                    f"{migration.location}: {ASYNC_NEEDS_OWN_CONNECTION}; nothing ran",
-                    hint=ASYNC_HINT,
-                )
+            if any(inspect.iscoroutinefunction(getattr(module, n, None)) for n in needed):
+                try:
+                    self.async_connection()
+                except ConfigError as refused:
+                    raise ConfigError(
+                        f"{migration.location}: {refused.message}; nothing ran", hint=refused.hint
+                    ) from None
             loaded[migration.filename] = module
         return loaded
 
@@ -338,7 +317,8 @@ class Engine:
 
 
 ASYNC_NEEDS_OWN_CONNECTION = (
-    "an async migration needs alley's own connection, not a Database passed in"
+    "an async migration needs alley's own connection, not a Database passed in "
+    "(no plugin could make an async client for it)"
 )
 ASYNC_HINT = (
     "let alley connect (Migrations(path, url=..., database=...) or Engine(settings)), "

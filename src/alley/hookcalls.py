@@ -112,6 +112,11 @@ class Hooks:
             result = self._hook.alley_connect(settings=settings)
         return self._result(result, "alley_connect")  # type: ignore[no-any-return]
 
+    def connect_async(self, settings: Settings, db: Any) -> Any:
+        """A plugin's connection for ``async def`` migrations on ``db``, or ``None``."""
+        with self.attributed():
+            return self._hook.alley_connect_async(settings=settings, db=db)
+
     def databases(self, settings: Settings, client: Any) -> list[str]:
         """Every plugin's databases for ``settings.databases``, in order, each once."""
         with self.attributed():

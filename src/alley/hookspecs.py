@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pymongo import MongoClient
     from pymongo.database import Database
 
+    from alley.data import AsyncConnection
     from alley.model import Direction, LoadedMigration, Migration
     from alley.settings import Settings
     from alley.store import HistoryStore
@@ -51,6 +52,31 @@ def alley_connect(settings: Settings) -> Database[Any] | None:
 
     Default: ``alley_plugins.mongoengine_connection`` (``mongoengine.connect`` and
     ``get_db``, as alley 0.0.3 did).
+    """
+
+
+@hookspec(firstresult=True)
+def alley_connect_async(settings: Settings, db: Database[Any]) -> AsyncConnection | None:
+    """Return the connection ``async def`` migrations run on: an object with ``db``
+    (PyMongo's ``AsyncDatabase`` of the same database as ``db``), ``run(coroutine)``
+    (runs it to its end on the event loop the client belongs to, in the calling thread,
+    raising ``KeyboardInterrupt`` at Ctrl-C), ``closed`` and ``close()``
+    (:class:`alley.data.AsyncConnection`).
+
+    Called once per command (per database of a multi-database command), when a plan
+    with an ``async def`` step is checked, so that a refusal comes before anything runs.
+    Return ``None`` for a ``db`` this plugin did not connect: an application's own
+    ``Database`` (``Migrations(path, db)``) gives no way to make an async client with
+    its settings, and alley then refuses the async step (exit 3).
+
+    Stops at first non-None result.
+
+    :param settings: The resolved settings.
+    :param db: The database the command's sync migrations run against.
+    :returns: An :class:`alley.data.AsyncConnection`, or ``None``.
+
+    Default: ``alley_plugins.mongoengine_connection``, for the databases of clients it
+    connected: an ``AsyncMongoClient`` with the sync client's settings.
     """
 
 

@@ -192,14 +192,28 @@ class AsyncConnection:
         return self._runner.run(coroutine)
 
     def close(self) -> None:
-        """Close the client, then the loop. Best effort: called as a command ends."""
+        """Close the client, then the loop (once). Best effort: called as a command or
+        an engine ends."""
+        if self.closed:
+            return
         self.closed = True
+        with contextlib.suppress(ValueError):
+            _opened_async.remove(self)
         try:
             with contextlib.suppress(Exception):
                 self._runner.run(self.client.close())
         finally:
             with contextlib.suppress(Exception):
                 self._runner.close()
+
+
+@hookimpl(trylast=True)
+def alley_connect_async(settings: Settings, db: Database[Any]) -> AsyncConnection | None:
+    """An async connection for a database of a client this module connected (the
+    command's own, or a multi-database command's); ``None`` for an application's."""
+    if not made_here(getattr(db, "client", None)):
+        return None
+    return async_connection(settings, db.name)
 
 
 def async_connection(settings: Settings, name: str) -> AsyncConnection:
@@ -237,13 +251,6 @@ def async_connection(settings: Settings, name: str) -> AsyncConnection:
     connection = AsyncConnection(client, name)
     _opened_async.append(connection)
     return connection
-
-
-def close_async_connection(connection: AsyncConnection) -> None:
-    """Close one connection :func:`async_connection` made (an engine's, at its end)."""
-    with contextlib.suppress(ValueError):
-        _opened_async.remove(connection)
-    connection.close()
 
 
 def _close_async_connections() -> None:
