@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import statistics
@@ -146,6 +147,21 @@ def run_timed(argv: list[str], cwd: Path) -> tuple[float, str]:
     return seconds, done.stdout
 
 
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's waited-for children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu(pid: int | None) -> float | None:
+    """CPU seconds (user + system) of process ``pid`` so far (Linux ``/proc``), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def parse_fleet(text: str, count: int, expect: str) -> dict[str, Any]:
     """The summary line's in-process seconds and the per-database seconds of the lines;
     raises unless every one of ``count`` databases ended ``expect``."""
@@ -197,6 +213,7 @@ class Bench:
         """One fresh run of ``variant`` over ``count`` databases, checked, then dropped."""
         targets = seed(self.client, count)
         root = self.project(migrations)
+        cpu, server_cpu = children_cpu(), process_cpu(self.server.pid)
         if variant == "shell loop":
             seconds, _ = run_timed(self.loop_argv(targets), root)
             result: dict[str, Any] = {"s": seconds}
@@ -204,6 +221,10 @@ class Bench:
             jobs = int(variant.rsplit(maxsplit=1)[-1])
             seconds, text = run_timed(self.fleet_argv(jobs), root)
             result = {"s": seconds, **parse_fleet(text, count, "applied")}
+        result["cpu_s"] = children_cpu() - cpu
+        after = process_cpu(self.server.pid)
+        if server_cpu is not None and after is not None:
+            result["server_cpu_s"] = after - server_cpu
         check(self.client, targets, migrations)
         result["s_per_db"] = seconds / count
         return result
@@ -289,6 +310,9 @@ def measure_growth(bench: Bench, sizes: list[int], migrations: int, repeats: int
             "per_db": [x for r in runs for x in r["per_db"]],
             "runs": len(runs),
         }
+        for key in ("cpu_s", "server_cpu_s"):
+            if all(key in r for r in runs):
+                growth[str(size)]["up"][key] = statistics.median(r[key] for r in runs)
         growth[str(size)].setdefault("status", {"na": failed.get(size, "not run")})
     return growth
 
@@ -322,7 +346,10 @@ def section(ctx: dict[str, Any]) -> str:
         f"`{HISTORY}` and {m} counters of exactly 1 (checked: every run passed).",
         f"- **Repeats**: {ctx['repeats']}, round-robin (one run of each way per repeat, "
         "the order rotated each repeat). Median, and the spread min–max. Wall clock of "
-        "the whole command (`subprocess.run`), start-up and connection included.",
+        "the whole command (`subprocess.run`), start-up and connection included. *CPU*: "
+        "user + system seconds of the measured processes (`getrusage` of the children: "
+        "the alley process, or bash and every alley of the loop) / of the server's "
+        "process (`/proc/PID/stat`), over the same run.",
         "",
         f"### {d} databases × {m} migrations",
         "",
@@ -331,20 +358,20 @@ def section(ctx: dict[str, Any]) -> str:
         "`bash -c 'for d in P000 P001 …; do alley --url URL -db $d up || exit 1; done'`.",
         "",
         "| way | what it is | seconds median | spread (min–max) | per database "
-        "| inside alley (summary line) | × the shell loop |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| inside alley (summary line) | CPU: alley processes / server | × the shell loop |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for variant, what in VARIANTS.items():
         r = res.get(variant)
         if not r or "na" in r:
-            lines.append(f"| {variant} | {what} | n/a ({(r or {}).get('na', '—')}) | | | | |")
+            lines.append(f"| {variant} | {what} | n/a ({(r or {}).get('na', '—')}) | | | | | |")
             continue
         s = r["s"]
         inside = f"{r['inside_s']['median']:.1f} s" if "inside_s" in r else "—"
         x = f"{s['median'] / base['median']:.2f}×" if base else "—"
         lines.append(
             f"| {variant} | {what} | {s['median']:.1f} s | {s['min']:.1f}–{s['max']:.1f} s "
-            f"| {fmt_s(s['median'] / d)} | {inside} | {x} |"
+            f"| {fmt_s(s['median'] / d)} | {inside} | {cpu_cell(r)} | {x} |"
         )
     lines += [
         "",
@@ -372,14 +399,14 @@ def section(ctx: dict[str, Any]) -> str:
         "(constant when the time grows linearly).",
         "",
         "| databases | `up` seconds median (min–max) | `up` per database | marginal "
-        "| in alley, per database | work floor per database "
+        "| in alley, per database | work floor per database | `up` CPU: alley / server "
         "| `status` seconds | `status` per database |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     marginal = marginals(ctx["growth"])
     for size, g in ctx["growth"].items():
         if "na" in g:
-            lines.append(f"| {size} | n/a ({g['na']}) | | | | | | |")
+            lines.append(f"| {size} | n/a ({g['na']}) | | | | | | | |")
             continue
         up, st = g["up"], g.get("status", {})
         floor = g.get("work_floor", {}).get("s_per_db")
@@ -389,7 +416,7 @@ def section(ctx: dict[str, Any]) -> str:
             f"| {fmt_s(up['s_per_db'])} "
             f"| {fmt_s(marginal[size]) if size in marginal else '—'} "
             f"| {fmt_s(per) if per is not None else '—'} "
-            f"| {fmt_s(floor) if floor is not None else '—'} "
+            f"| {fmt_s(floor) if floor is not None else '—'} | {cpu_cell(up)} "
             + (
                 f"| {st['s']:.1f} s | {fmt_s(st['s_per_db'])} |"
                 if "s" in st
@@ -403,6 +430,18 @@ def section(ctx: dict[str, Any]) -> str:
         lines += ["", notes.read_text().strip()]
     lines.append(END)
     return "\n".join(lines) + "\n"
+
+
+def cpu_cell(r: dict[str, Any]) -> str:
+    """Median CPU seconds of the measured processes and of the server, as ``a / b``."""
+
+    def one(key: str) -> str:
+        value = r.get(key)
+        if value is None:
+            return "—"
+        return f"{value['median'] if isinstance(value, dict) else value:.1f} s"
+
+    return f"{one('cpu_s')} / {one('server_cpu_s')}"
 
 
 def commands_section(ctx: dict[str, Any]) -> list[str]:
@@ -676,6 +715,9 @@ def main(argv: list[str] | None = None) -> int:
                 results[variant] = {"na": failed.get(variant, "not run")}
                 continue
             results[variant] = {"s": summary([r["s"] for r in done])}
+            for key in ("cpu_s", "server_cpu_s"):
+                if all(key in r for r in done):
+                    results[variant][key] = summary([r[key] for r in done])
             if "inside_s" in done[0]:
                 results[variant]["inside_s"] = summary([r["inside_s"] for r in done])
                 results[variant]["per_db"] = [x for r in done for x in r["per_db"]]
