@@ -19,6 +19,7 @@ SYSTEM_DATABASES = frozenset({"admin", "config", "local"})
 #: The history store's sibling database of ``NAME`` on FerretDB (its lock heartbeat:
 #: ``alley_plugins.mongo_history``) is ``NAME`` + this.
 HEARTBEAT_SUFFIX = "_alley"
+HEARTBEAT_COLLECTION = "_heartbeat"
 _PATTERN = re.compile(r"[*?\[]")
 
 
@@ -28,7 +29,7 @@ def alley_databases(
 ) -> list[str]:
     """Names as given; patterns matched (case-sensitively, in name order) against the
     server's databases other than ``admin``, ``config``, ``local`` and alley's own
-    heartbeat databases (``NAME_alley`` beside a database ``NAME``). ``@…`` entries are
+    heartbeat databases (``NAME_alley``, holding only heartbeats). ``@…`` entries are
     other plugins'."""
     patterns = [entry for entry in requested if _PATTERN.search(entry)]
     existing = _databases(client) if patterns else []
@@ -45,5 +46,13 @@ def alley_databases(
 
 def _databases(client: MongoClient[Any]) -> list[str]:
     names = set(client.list_database_names()) - SYSTEM_DATABASES
-    heartbeats = {f"{name}{HEARTBEAT_SUFFIX}" for name in names}
-    return sorted(names - heartbeats)
+    return sorted(name for name in names if not _heartbeats_only(client, name))
+
+
+def _heartbeats_only(client: MongoClient[Any], name: str) -> bool:
+    """Whether ``name`` is a heartbeat database: ``NAME_alley`` holding only
+    ``*_heartbeat`` collections (left behind, too, when ``NAME`` was dropped)."""
+    if not name.endswith(HEARTBEAT_SUFFIX):
+        return False
+    collections = client[name].list_collection_names()
+    return bool(collections) and all(c.endswith(HEARTBEAT_COLLECTION) for c in collections)

@@ -344,3 +344,20 @@ def test_ctrl_c_or_sigterm_starts_no_more_databases_and_lets_the_running_one_fin
     assert [group.counters(n) for n in group.names[1:]] == [{}, {}]
     status = fleet_project.alley("-db", group.names[0], "status", "--check")
     assert status.returncode == 0, status.output
+
+
+def test_a_pattern_skips_heartbeat_databases_even_when_their_database_is_gone(
+    fleet_project: Project, tenants: Callable[[int], Tenants], mongo_client: Any
+) -> None:
+    """On FerretDB alley renews its lock in ``NAME_alley``; dropping ``NAME`` leaves it.
+    A pattern never takes it for a tenant; a real database named ``…_alley`` it does."""
+    group = tenants(1)
+    mongo_client[f"{group.prefix}_gone_alley"].db_migrations_lock_heartbeat.insert_one({})
+    mongo_client[f"{group.prefix}_shop_alley"].orders.insert_one({})
+    write_counters(fleet_project, "0001_a.py")
+
+    run = fleet_project.alley("--databases", group.pattern, "status", "--json")
+
+    assert run.returncode == 0, run.output
+    listed = [d["database"] for d in json.loads(run.stdout)["databases"]]
+    assert listed == [group.names[0], f"{group.prefix}_shop_alley"]
