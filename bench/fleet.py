@@ -8,10 +8,11 @@
     python bench/fleet.py --from-json ~/.cache/alley/bench/results-fleet.json
 
 Every database gets the same M migrations, each a small real write (``$inc`` of its own
-counter document, upserted). Three ways to bring D databases up to date, interleaved
+counter document, upserted). Four ways to bring D databases up to date, interleaved
 (round-robin, the order rotated each repeat): ``alley --databases 'P*' --jobs 1 up``,
-the same with ``--jobs 4``, and a shell loop running ``alley -db NAME up`` once per
-database. After every run each database must hold M records in ``db_migrations`` and
+the same with ``--jobs 4`` (threads), a shell loop running ``alley -db NAME up`` once per
+database, and the same processes four at a time (``xargs -P 4``: processes instead of
+threads). After every run each database must hold M records in ``db_migrations`` and
 M counters of exactly 1; the databases are dropped and seeded again between runs.
 Then the growth of ``--jobs 4 up`` with the number of databases (and ``status`` over
 the same databases, all applied), against the floor of the work itself (the same
@@ -59,6 +60,8 @@ VARIANTS = {
     "--jobs 1": "`alley --databases 'P*' --jobs 1 up`: one process, one database at a time",
     "--jobs 4": "`alley --databases 'P*' --jobs 4 up`: one process, four databases at a time",
     "shell loop": "`for d in …; do alley -db $d up; done`: a process per database",
+    "processes -P 4": "`xargs -P 4 -I{} alley -db {} up` (the names on its input): a "
+    "process per database, four at a time (processes instead of threads)",
 }
 BASELINE = "shell loop"
 
@@ -209,6 +212,13 @@ class Bench:
         )
         return ["bash", "-c", script]
 
+    def parallel_argv(self, targets: list[str], jobs: int) -> list[str]:
+        script = (
+            f"printf '%s\\n' {' '.join(targets)} | xargs -P {jobs} -I{{}} "
+            f"{shlex.quote(self.alley)} --url {shlex.quote(self.server.uri)} -db {{}} up"
+        )
+        return ["bash", "-c", script]
+
     def once(self, variant: str, count: int, migrations: int) -> dict[str, Any]:
         """One fresh run of ``variant`` over ``count`` databases, checked, then dropped."""
         targets = seed(self.client, count)
@@ -217,6 +227,10 @@ class Bench:
         if variant == "shell loop":
             seconds, _ = run_timed(self.loop_argv(targets), root)
             result: dict[str, Any] = {"s": seconds}
+        elif variant.startswith("processes"):
+            jobs = int(variant.rsplit(maxsplit=1)[-1])
+            seconds, _ = run_timed(self.parallel_argv(targets, jobs), root)
+            result = {"s": seconds}
         else:
             jobs = int(variant.rsplit(maxsplit=1)[-1])
             seconds, text = run_timed(self.fleet_argv(jobs), root)
@@ -355,7 +369,9 @@ def section(ctx: dict[str, Any]) -> str:
         "",
         "Run in the project folder, `P` = `bench_fleet_`: "
         "`alley --url URL --databases 'P*' --jobs J up`; the loop: "
-        "`bash -c 'for d in P000 P001 …; do alley --url URL -db $d up || exit 1; done'`.",
+        "`bash -c 'for d in P000 P001 …; do alley --url URL -db $d up || exit 1; done'`; "
+        "four processes at a time: `printf '%s\\n' P000 P001 … | xargs -P 4 -I{} alley --url "
+        "URL -db {} up`.",
         "",
         "| way | what it is | seconds median | spread (min–max) | per database "
         "| inside alley (summary line) | CPU: alley processes / server | × the shell loop |",
@@ -493,11 +509,11 @@ def reading(ctx: dict[str, Any]) -> list[str]:
     out: list[str] = []
     res, growth = ctx["results"], ctx["growth"]
     base = res.get(BASELINE, {}).get("s", {}).get("median")
-    for variant in ("--jobs 1", "--jobs 4"):
+    for variant in ("--jobs 1", "--jobs 4", "processes -P 4"):
         s = res.get(variant, {}).get("s", {}).get("median")
         if s and base:
             out.append(
-                f"`{variant} up` took {s / base:.2f}× the time of the shell loop "
+                f"`{variant}` took {s / base:.2f}× the time of the shell loop "
                 f"({base / s:.1f}× faster) over {ctx['databases']} databases."
             )
     sizes = [int(k) for k, g in growth.items() if "na" not in g]
