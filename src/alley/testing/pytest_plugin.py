@@ -3,9 +3,9 @@
 Registered through the ``pytest11`` entry point ``alley``. Nothing starts until a test
 asks for one of the fixtures: ``mongodb_server``, ``mongodb_uri``, ``mongo_client``,
 ``server_capabilities`` (session scope), ``mongo_db`` and ``mongo_db_uri`` (one fresh
-database per test). When no server can be provided the fixtures raise
-:class:`ServerUnavailable`, so the tests **error** with a message saying how to provide
-one; they are never skipped.
+database per test), and ``s3_server`` (a real S3 server, session scope). When no
+server can be provided the fixtures raise :class:`ServerUnavailable`, so the tests
+**error** with a message saying how to provide one; they are never skipped.
 
 A test that needs something not every test server has says so, and is skipped with a
 reason naming the capability and the server where it is missing::
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from pymongo import MongoClient
     from pymongo.database import Database
 
+    from alley.testing.s3 import S3Server
+
 _SERVER = pytest.StashKey[Server]()
 
 
@@ -61,6 +63,27 @@ def mongodb_server(request: pytest.FixtureRequest) -> Iterator[Server]:
         server = start_server(log=_log_to_terminal)
         _log_to_terminal(f"using {server.description}")
     request.config.stash[_SERVER] = server
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(request: pytest.FixtureRequest) -> Iterator[S3Server]:
+    """A real S3 server (MinIO, :mod:`alley.testing.s3`) for the session: built once
+    into the cache with the machine's Go, started on first use, stopped at the end.
+
+    ``s3_server.env()`` holds boto3's own variables (endpoint, region, credentials) for
+    a subprocess; the server is empty: tests make their buckets.
+    """
+    from alley.testing.s3 import start_s3
+
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    quiet = capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
+    with quiet:
+        server = start_s3(log=_log_to_terminal)
+        _log_to_terminal(f"using MinIO at {server.endpoint_url}")
     try:
         yield server
     finally:
