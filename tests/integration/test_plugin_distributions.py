@@ -22,6 +22,7 @@ import sqlite3
 import subprocess
 import sys
 import sysconfig
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,11 +31,14 @@ from typing import Any
 
 import pytest
 
+from alley.testing.s3 import S3Server
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "plugins"
 PACKAGE_PLUGIN = EXAMPLES / "alley-package-migrations"
 CONTROL_PLUGIN = EXAMPLES / "alley-control-history"
 SQLITE_PLUGIN = EXAMPLES / "alley-sqlite-history"
+S3_PLUGIN = EXAMPLES / "alley-s3"
 SAMPLE_APP = PACKAGE_PLUGIN / "tests" / "sample_app"
 SAMPLE_FILES = ["0001_create_users.py", "0002_add_email.py"]
 
@@ -160,6 +164,12 @@ def sqlite_env(tmp_path_factory: pytest.TempPathFactory, mongodb_uri: str) -> It
     yield from with_own_tests(venv, SQLITE_PLUGIN, mongodb_uri)
 
 
+@pytest.fixture(scope="module")
+def s3_env(tmp_path_factory: pytest.TempPathFactory, mongodb_uri: str) -> Iterator[Venv]:
+    venv = make_venv(tmp_path_factory.mktemp("venv") / "s3", S3_PLUGIN)
+    yield from with_own_tests(venv, S3_PLUGIN, mongodb_uri)
+
+
 def with_own_tests(venv: Venv, example: Path, uri: str) -> Iterator[Venv]:
     venv.own_tests = start_own_tests(venv, example, uri)
     try:
@@ -203,6 +213,7 @@ def test_nothing_is_registered_in_this_process() -> None:
         "alley_package_migrations",
         "alley_control_history",
         "alley_sqlite_history",
+        "alley_s3",
         "sample_app",
     ):
         assert importlib.util.find_spec(module) is None, module
@@ -373,6 +384,52 @@ def test_sqlite_plugin_from_its_distribution_keeps_history_in_the_sqlite_file(
     assert not [n for n in mongo_db.list_collection_names() if n.startswith("db_migrations")]
 
 
+def test_s3_plugin_from_its_distribution_runs_the_buckets_migrations(
+    s3_env: Venv, tmp_path: Path, mongo_db: Any, mongo_db_uri: str, s3_server: S3Server
+) -> None:
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_server.endpoint_url,
+        aws_access_key_id=s3_server.access_key,
+        aws_secret_access_key=s3_server.secret_key,
+        region_name=s3_server.region,
+    )
+    bucket = f"alley-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    for i, name in enumerate(("create_users", "add_email", "index"), start=1):
+        s3.put_object(
+            Bucket=bucket,
+            Key=f"m/{i:04}_{name}.py",
+            Body=f"def up(db):\n    db.steps.insert_one({{'_id': {i}}})\n\n\n"
+            "def down(db):\n    pass\n".encode(),
+        )
+    deploy = tmp_path / "deploy"
+    deploy.mkdir()
+    options = ("--url", mongo_db_uri, "-o", f"s3_url=s3://{bucket}/m/")
+    env = s3_server.env()  # boto3's own variables: endpoint, region, credentials
+
+    listed = s3_env.alley("plugins", cwd=deploy, env=env)
+    up = s3_env.alley(*options, "up", cwd=deploy, env=env)
+    s3.put_object(Bucket=bucket, Key="m/0002_add_email.py", Body=b"def up(db):\n    pass\n")
+    status = s3_env.alley(*options, "status", "--json", cwd=deploy, env=env)
+    verify = s3_env.alley(*options, "verify", cwd=deploy, env=env)
+
+    assert listed.returncode == 0, listed.stderr
+    assert (
+        "s3  installed  alley-s3 0.1.0  alley_s3  "
+        "[alley_create_migration, alley_discover_migrations]"
+    ) in listed.stdout.splitlines()
+    assert up.returncode == 0, up.stderr
+    assert applied(mongo_db) == ["0001_create_users.py", "0002_add_email.py", "0003_index.py"]
+    assert sorted(doc["_id"] for doc in mongo_db.steps.find()) == [1, 2, 3]
+    assert status.returncode == 0, status.stderr
+    drift = [m["drift"] for m in json.loads(status.stdout)["migrations"]]
+    assert drift == [None, "changed", None]
+    assert verify.returncode == 6, verify.stdout + verify.stderr
+
+
 def sqlite_rows(path: Path, query: str) -> list[tuple[Any, ...]]:
     """``query`` on a SQLite history file, opened read-only."""
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
@@ -400,8 +457,9 @@ def sqlite_rows(path: Path, query: str) -> list[tuple[Any, ...]]:
             # 0.0.3 never wrote to SQLite: the contract's tests of its records skip.
             "no seed_003_record fixture",
         ),
+        ("s3_env", {"test_s3_plugin", "test_s3_server"}, None),
     ],
-    ids=["package", "control", "sqlite"],
+    ids=["package", "control", "sqlite", "s3"],
 )
 def test_the_examples_own_tests_pass_where_the_example_is_installed(
     request: pytest.FixtureRequest,
