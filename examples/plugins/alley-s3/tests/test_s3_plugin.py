@@ -199,6 +199,23 @@ def test_up_applies_the_migrations_of_the_bucket(
         assert s3_server.secret_key not in text
 
 
+def test_with_the_filesystem_default_disabled_s3_is_the_only_source(
+    deploy_dir: Path, s3_server: S3Server, s3: Any, bucket: str, mongo_db: Any, mongo_db_uri: str
+) -> None:
+    put(s3, bucket, THREE)
+    options = ("--url", mongo_db_uri, "-o", f"s3_url=s3://{bucket}/m/")
+
+    beside = alley(deploy_dir, s3_server, *options, "status")
+    alone = alley(deploy_dir, s3_server, *options, "--disable-plugin", "filesystem", "up")
+
+    # Beside the default, its missing migrations/ folder is a warning; alone, nothing.
+    assert beside.returncode == 0, beside.stderr
+    assert beside.stderr == f"alley: warning: no migrations/ folder in {deploy_dir}\n"
+    assert alone.returncode == 0, alone.stderr
+    assert "warning" not in alone.stderr
+    assert mongo_db.db_migrations.count_documents({}) == 3
+
+
 def test_the_url_can_be_set_in_the_config_table(
     deploy_dir: Path, s3_server: S3Server, s3: Any, bucket: str, mongo_db: Any, mongo_db_uri: str
 ) -> None:
