@@ -213,9 +213,12 @@ class Bench:
         return ["bash", "-c", script]
 
     def parallel_argv(self, targets: list[str], jobs: int) -> list[str]:
+        # Each process's stderr in its own file (err-NAME.txt): four processes write at
+        # once, and a failure must be told by its own message.
+        alley = f"{shlex.quote(self.alley)} --url {shlex.quote(self.server.uri)}"
         script = (
             f"printf '%s\\n' {' '.join(targets)} | xargs -P {jobs} -I{{}} "
-            f"{shlex.quote(self.alley)} --url {shlex.quote(self.server.uri)} -db {{}} up"
+            f"sh -c '{alley} -db {{}} up 2> err-{{}}.txt'"
         )
         return ["bash", "-c", script]
 
@@ -229,7 +232,16 @@ class Bench:
             result: dict[str, Any] = {"s": seconds}
         elif variant.startswith("processes"):
             jobs = int(variant.rsplit(maxsplit=1)[-1])
-            seconds, _ = run_timed(self.parallel_argv(targets, jobs), root)
+            try:
+                seconds, _ = run_timed(self.parallel_argv(targets, jobs), root)
+            except RuntimeError as error:
+                said = [
+                    f"{e.stem[4:]}: {line}"
+                    for e in sorted(root.glob("err-*.txt"))
+                    for line in e.read_text().splitlines()
+                    if "error" in line
+                ]
+                raise RuntimeError(f"{error}; {'; '.join(said[:3]) or 'no error line'}") from None
             result = {"s": seconds}
         else:
             jobs = int(variant.rsplit(maxsplit=1)[-1])
