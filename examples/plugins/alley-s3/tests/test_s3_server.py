@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from alley.testing.s3 import S3Server, find_minio, minio_cache_path, provide_s3
+
+TESTING_MD = Path(__file__).resolve().parents[4] / "docs" / "testing.md"
 
 
 def test_the_server_comes_from_the_cache(s3_server: S3Server) -> None:
@@ -57,3 +61,18 @@ def test_provide_s3_stops_the_server_and_removes_its_data(s3_server: S3Server) -
         os.kill(other.pid, 0)
     with pytest.raises(urllib.error.URLError, match="refused"):
         urllib.request.urlopen(f"{other.endpoint_url}/minio/health/live", timeout=2)
+
+
+def test_the_example_of_docs_testing_md_runs() -> None:
+    """The ```python block of "An S3 server" in docs/testing.md, as written."""
+    section = TESTING_MD.read_text(encoding="utf-8").split("## An S3 server", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match, "docs/testing.md has no python block in its S3 section"
+    namespace: dict[str, object] = {}
+
+    exec(compile(match[1], str(TESTING_MD), "exec"), namespace)
+
+    # The block's server is stopped and its data gone once the ``with`` ended.
+    s3 = namespace["s3"]
+    assert isinstance(s3, S3Server)
+    assert not s3.data_dir.exists()
