@@ -348,6 +348,29 @@ def test_wrong_keys_are_access_denied_exit_4(
     assert nothing_ran(mongo_db)
 
 
+def test_no_credentials_at_all_is_exit_3(
+    deploy_dir: Path, s3_server: S3Server, bucket: str, mongo_db: Any, mongo_db_uri: str
+) -> None:
+    env = environment(s3_server, {"AWS_EC2_METADATA_DISABLED": "true"})
+    del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    assert ALLEY
+    options = ("--url", mongo_db_uri, "-o", f"s3_url=s3://{bucket}/m/")
+
+    result = subprocess.run(
+        [ALLEY, *options, "up"],
+        cwd=deploy_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    line = one_error_line(result, 3)
+    assert f"no AWS credentials to list s3://{bucket}/m/" in line
+    assert nothing_ran(mongo_db)
+
+
 def test_a_wrong_endpoint_is_exit_4(
     deploy_dir: Path, s3_server: S3Server, mongo_db: Any, mongo_db_uri: str
 ) -> None:
