@@ -307,7 +307,7 @@ def status(
     if as_json:
         render.print_json(render.status_data(report, ctx.obj))
     else:
-        render.status_report(report, header=render.location_line(ctx.obj))
+        render.status_report(report, header=render.location_line(ctx.obj, report.statuses))
     if check and report.pending:
         raise typer.Exit(ExitCode.PENDING)
 

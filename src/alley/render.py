@@ -59,26 +59,41 @@ def print_json(data: Any, out: TextIO | None = None) -> None:
     out.write("\n")
 
 
-def location(settings: Settings) -> dict[str, str | None]:
-    """Where a command looks: the migrations folder, the server (never its password)
-    and the database."""
+def location(settings: Settings, found: Sequence[MigrationStatus] = ()) -> dict[str, str | None]:
+    """Where a command looks: the migrations' folder (or folders: where the migrations
+    in ``found`` came from, whichever plugin found them; with none, the filesystem
+    folder the settings name), the server (never its password) and the database."""
     from alley.settings import DEFAULT_DATABASE
-    from alley_plugins.filesystem import migrations_folder
 
-    folder = migrations_folder(settings)
     return {
-        "folder": str(folder.resolve()) if folder is not None else None,
+        "folder": _sources(settings, found),
         "server": settings.redacted_target(),
         # Unnamed anywhere, the connection uses 0.0.3's default (and warns).
         "database": settings.database_name or DEFAULT_DATABASE,
     }
 
 
-def location_line(settings: Settings) -> str:
+def _sources(settings: Settings, found: Sequence[MigrationStatus]) -> str | None:
+    """The folders (``s3://bucket/prefix/`` too) the found migrations' locations are in,
+    in order, comma-separated."""
+    folders = [
+        s.migration.location[: -len(s.migration.filename)].rstrip("/\\") or "."
+        for s in found
+        if s.migration is not None and s.migration.location.endswith(s.migration.filename)
+    ]
+    if folders:
+        return ", ".join(dict.fromkeys(folders))
+    from alley_plugins.filesystem import migrations_folder
+
+    folder = migrations_folder(settings)
+    return str(folder.resolve()) if folder is not None else None
+
+
+def location_line(settings: Settings, found: Sequence[MigrationStatus] = ()) -> str:
     """``migrations: FOLDER · server: HOST:PORT · database: NAME``, the header of
     ``status`` and, with ``--verbose``, the first line on stderr of every command that
     touches the database."""
-    where = location(settings)
+    where = location(settings, found)
     return (
         f"migrations: {where['folder'] or '(none found)'} · server: {where['server']} · "
         f"database: {where['database']}"
@@ -89,7 +104,7 @@ def status_data(report: StatusReport, settings: Settings | None = None) -> dict[
     """The JSON shape of ``status``: one entry per migration, plus counts and notes,
     and where it looked (``folder``, ``server``, ``database``) given the settings."""
     return {
-        **(location(settings) if settings is not None else {}),
+        **(location(settings, report.statuses) if settings is not None else {}),
         "migrations": [
             {
                 "id": s.id,

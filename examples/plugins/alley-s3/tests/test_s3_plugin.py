@@ -194,6 +194,7 @@ def test_up_applies_the_migrations_of_the_bucket(
     assert [(m["state"], m["location"]) for m in migrations] == [
         ("applied", url + name) for name in THREE
     ]
+    assert json.loads(status.stdout)["folder"] == f"s3://{bucket}/m"  # where they came from
     # No secret reaches the output.
     for text in (up.stdout, up.stderr, status.stdout, status.stderr):
         assert s3_server.secret_key not in text
@@ -210,6 +211,7 @@ def test_with_the_filesystem_default_disabled_s3_is_the_only_source(
 
     # Beside the default, its missing migrations/ folder is a warning; alone, nothing.
     assert beside.returncode == 0, beside.stderr
+    assert beside.stdout.startswith(f"migrations: s3://{bucket}/m · server: ")
     assert beside.stderr == f"alley: warning: no migrations/ folder in {deploy_dir}\n"
     assert alone.returncode == 0, alone.stderr
     assert "warning" not in alone.stderr
