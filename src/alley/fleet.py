@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alley import write_watch
+from alley.api import failed_run
 from alley.engine import Engine
 from alley.errors import AlleyError, ConfigError, ExitCode, LockBusy, Terminated, UsageError
 from alley.settings import Settings
@@ -54,7 +55,9 @@ class DatabaseOutcome:
 
     :ivar result: ``applied``, ``rolled back``, ``up to date``, ``pending``, ``ok``,
         ``problems``, ``failed``, ``locked``, ``error`` or ``not run``.
-    :ivar report: The single-database command's report (``None`` when it raised).
+    :ivar report: The single-database command's report; when it raised, the
+        :class:`alley.api.FailedRun` of ``up``/``down`` (the steps that ran before), or
+        ``None``.
     :ivar error: The error's one line, when it raised.
     """
 
@@ -131,6 +134,8 @@ class _Fleet:
                 "locked" if isinstance(error, LockBusy) else _failed(error),
                 int(error.exit_code),
                 time.perf_counter() - began,
+                # What ran before the error (up/down): its steps and notes.
+                report=failed_run(error),
                 error=str(error),
             )
         except Exception as error:  # a bug: reported on its database, the others go on

@@ -692,9 +692,14 @@ def _fleet_detail(outcome: Any) -> str:
     return ""
 
 
-def fleet_line(outcome: Any, out: TextIO | None = None) -> None:
-    """The line printed as a database of a multi-database command ends."""
+def fleet_line(outcome: Any, out: TextIO | None = None, err: TextIO | None = None) -> None:
+    """The line printed as a database of a multi-database command ends, after its
+    notes (on stderr, each naming the database)."""
     out = out or sys.stdout
+    report = outcome.report
+    # verify's report keeps its notes in its status report
+    said = getattr(getattr(report, "status", report), "notes", ())
+    notes([f"{outcome.database}: {n}" for n in said], err)
     detail = _fleet_detail(outcome)
     code = f" (exit {outcome.exit_code})" if outcome.exit_code else ""
     out.write(
@@ -742,6 +747,8 @@ def fleet_data(report: Any, settings: Settings | None = None) -> dict[str, Any]:
         inner = outcome.report
         if inner is None:
             return None
+        if outcome.error is not None:  # the FailedRun of up/down: what ran before
+            return run_data(inner, inner)
         if hasattr(inner, "steps") and hasattr(inner, "direction"):
             return run_data(inner)
         if hasattr(inner, "problems"):

@@ -361,3 +361,42 @@ def test_a_pattern_skips_heartbeat_databases_even_when_their_database_is_gone(
     assert run.returncode == 0, run.output
     listed = [d["database"] for d in json.loads(run.stdout)["databases"]]
     assert listed == [group.names[0], f"{group.prefix}_shop_alley"]
+
+
+def test_the_json_of_a_failed_database_says_what_ran_before_the_failure(
+    fleet_project: Project, tenants: Callable[[int], Tenants]
+) -> None:
+    group = tenants(2)
+    write_counters(fleet_project, "0001_a.py")
+    _, _, broken = write_counters(fleet_project, "0002_b.py", fail="_00")
+    broken.touch()
+
+    run = fleet_project.alley("--databases", group.pattern, "up", "--json")
+
+    assert run.returncode == MIGRATION_FAILED, run.output
+    failed, applied = json.loads(run.stdout)["databases"]
+    assert (failed["result"], failed["exit_code"]) == ("failed", MIGRATION_FAILED)
+    assert "this tenant is broken" in failed["error"]
+    assert [s["filename"] for s in failed["report"]["steps"]] == ["0001_a.py"]
+    assert failed["report"]["failed"]["filename"] == "0002_b.py"
+    assert applied["result"] == "applied"
+    assert [s["filename"] for s in applied["report"]["steps"]] == ["0001_a.py", "0002_b.py"]
+
+
+def test_a_databases_notes_are_printed_naming_it(
+    fleet_project: Project, tenants: Callable[[int], Tenants]
+) -> None:
+    group = tenants(1)
+    (fleet_project.folder / "0001_backfill.py").write_text(
+        "def up(db, step):\n"
+        '    step.backfill("seed", transform=lambda d: {"$set": {"v": 1}})\n\n\n'
+        "def down(db):\n    pass\n"
+    )
+
+    run = fleet_project.alley("--databases", group.pattern, "up")
+
+    assert run.returncode == 0, run.output
+    assert (
+        f"alley: warning: {group.names[0]}: 0001_backfill.py: backfill seed#1 has no where=:"
+        in run.stderr
+    )
