@@ -400,3 +400,25 @@ def test_a_databases_notes_are_printed_naming_it(
         f"alley: warning: {group.names[0]}: 0001_backfill.py: backfill seed#1 has no where=:"
         in run.stderr
     )
+
+
+def test_the_python_example_of_the_docs_runs(
+    mongodb_server: Server, tenants: Callable[[int], Tenants], tmp_path: Path
+) -> None:
+    """docs/databases.md "From Python", with this server's URL and these tenants."""
+    import re
+
+    group = tenants(2)
+    docs = Path(__file__).resolve().parents[2] / "docs" / "databases.md"
+    [code] = re.findall(r"## From Python\n\n```python\n(.*?)```", docs.read_text(), re.DOTALL)
+    code = code.replace("mongodb://db.internal", mongodb_server.uri)
+    code = code.replace('"databases": "tenant_*"', f'"databases": "{group.pattern}"')
+    project = Project(tmp_path / "app", mongodb_server.uri)
+    write_counters(project, "0001_a.py")
+    code = code.replace("load_settings({", f'load_settings({{"path": {str(project.root)!r}, ')
+
+    with pytest.raises(SystemExit) as ended:
+        exec(compile(code, str(docs), "exec"), {})
+
+    assert ended.value.code == 0
+    assert [group.counters(n) for n in group.names] == [{"0001": 1}, {"0001": 1}]
