@@ -27,6 +27,7 @@ from alley.engine import (
 )
 from alley.errors import AlleyError, LockBusy, MigrationsFolderMissing
 from alley.lease import describe_lock
+from alley.lint import LintReport, lint_source
 from alley.model import (
     Attempt,
     CreateResult,
@@ -219,6 +220,28 @@ def create(settings: Settings, name: str, *, project: Engine | None = None) -> C
         migration_id = planning.next_id(existing)
         location = engine.hooks.create(settings, migration_id, normalised)
     return CreateResult(migration_id, normalised, location)
+
+
+def lint(settings: Settings, *, project: Engine | None = None) -> LintReport:
+    """Every lint finding in every migration file (:mod:`alley.lint`). Never connects.
+
+    The rules are every plugin's (``alley_lint_rules``); ``[tool.alley] lint_ignore``
+    and ``# alley: ignore[rule]`` comments silence them. The caller decides what an
+    error means (the CLI exits 3; ``up``'s pre-flight refuses the plan).
+    """
+    engine = project or Engine(settings)
+    with engine.attributed():
+        migrations = engine.migrations
+        rules = engine.lint_rules()
+        ignored = engine.lint_ignores()
+        findings = [
+            finding
+            for migration in migrations
+            for finding in lint_source(
+                migration.filename, migration.location, migration.source, rules, ignore=ignored
+            )
+        ]
+    return LintReport(tuple(findings), len(migrations), tuple(engine.notes))
 
 
 def status(

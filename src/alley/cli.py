@@ -288,15 +288,53 @@ def create(
 
 
 @app.command(options_metavar="[OPTIONS]")
+def lint(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Check migration files without a server: FILE:LINE: RULE message. Exit 3 on errors."""
+    from alley import api, render
+
+    report = api.lint(ctx.obj)
+    render.notes(report.notes)
+    if as_json:
+        render.print_json(report.as_dict())
+    else:
+        for finding in report.findings:
+            typer.echo(str(finding))
+        errors, warnings = len(report.errors), len(report.warnings)
+        typer.echo(
+            f"{report.files} file{'s' * (report.files != 1)} checked: "
+            f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+        )
+    if report.errors:
+        raise typer.Exit(ExitCode.CONFIG)
+
+
+NoLintOption = Annotated[
+    bool,
+    typer.Option("--no-lint", help="Skip the error-level lint rules of the pre-flight."),
+]
+
+
+def _without_lint(ctx: typer.Context, no_lint: bool) -> None:
+    """``--no-lint``: the settings say ``lint = false`` for this command."""
+    if no_lint:
+        import dataclasses
+
+        ctx.obj = dataclasses.replace(ctx.obj, options={**ctx.obj.options, "lint": False})
+
+
+@app.command(options_metavar="[OPTIONS]")
 def status(
     ctx: typer.Context,
     check: Annotated[
         bool, typer.Option("--check", help="Exit 7 when migrations are pending (a CI gate).")
     ] = False,
     as_json: JsonOption = False,
+    no_lint: NoLintOption = False,
 ) -> None:
     """Show applied migrations (with dates), pending ones, and where it looked."""
     from alley import api, render
+
+    _without_lint(ctx, no_lint)
 
     if ctx.obj.many_databases:
         _fleet(ctx, "status", as_json, check=check)
@@ -351,9 +389,12 @@ def up(
     retry: RetryOption = False,
     as_json: JsonOption = False,
     events: EventsOption = None,
+    no_lint: NoLintOption = False,
 ) -> None:
     """Run pending migrations in order."""
     from alley import api
+
+    _without_lint(ctx, no_lint)
 
     if ctx.obj.many_databases:
         options = {"allow_out_of_order": allow_out_of_order, "allow_drift": allow_drift}

@@ -26,7 +26,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from alley import attempts, data, planning, transactions, write_watch
+from alley import attempts, data, lint, planning, transactions, write_watch
 from alley.errors import (
     AlleyError,
     ConfigError,
@@ -252,9 +252,12 @@ class Engine:
         :raises IntegrityError: an interrupted step, a step that failed after writing,
             or drift (exit 6).
         :raises ConfigError: a step declared ``transaction = True`` and cannot have one
-            (:func:`alley.transactions.check_plan`, exit 3).
+            (:func:`alley.transactions.check_plan`, exit 3); an error-level lint rule
+            found something in a step of an ``up`` plan (:meth:`lint_plan`, exit 3).
         """
         loaded = {} if fake else self.load(plan)
+        if loaded and plan.direction is Direction.UP:
+            self.lint_plan(plan)
         idempotent = {name for name, module in loaded.items() if _idempotent(module)}
         planning.check_runnable(
             statuses, allow_drift=allow_drift, retry=retry, idempotent=idempotent
@@ -262,6 +265,52 @@ class Engine:
         if loaded and transactions.transactional_steps(plan, loaded):
             transactions.check_plan(plan, loaded, self.db, self.store)
         return Checked(plan, loaded)
+
+    def lint_plan(self, plan: Plan) -> None:
+        """Refuse an ``up`` plan whose files an error-level lint rule finds fault with
+        (a PyMongo 3 call would fail half-way through the run; ``alley lint`` lists
+        them all). Skipped with ``[tool.alley] lint = false`` (``--no-lint``).
+
+        :raises ConfigError: the first error finding, with how many more there are.
+        """
+        if self.settings.options.get("lint", True) is False:
+            return
+        rules = [r for r in self.lint_rules() if r.severity is lint.Severity.ERROR]
+        ignored = self.lint_ignores()
+        errors = [
+            finding
+            for step in plan.steps
+            if step.migration is not None
+            for finding in lint.lint_source(
+                step.migration.filename,
+                step.migration.location,
+                step.migration.source,
+                rules,
+                ignore=ignored,
+            )
+        ]
+        if errors:
+            more = f" and {len(errors) - 1} more" if len(errors) > 1 else ""
+            raise ConfigError(
+                f"{errors[0]}{more}; nothing ran",
+                hint=f"run 'alley lint'; fix it, add '# alley: ignore[{errors[0].rule}]' "
+                "to the line, or run with --no-lint",
+            )
+
+    def lint_rules(self) -> list[lint.Rule]:
+        """Every plugin's lint rules (:func:`alley.hookspecs.alley_lint_rules`), one per id."""
+        provided = self.hooks.manager.hook.alley_lint_rules()
+        return lint.unique_rules(rule for rules in provided for rule in rules)
+
+    def lint_ignores(self) -> tuple[str, ...]:
+        """``[tool.alley] lint_ignore``: the rule ids silenced in the whole project.
+
+        :raises ConfigError: it is not a list of rule ids.
+        """
+        try:
+            return lint.project_ignores(self.settings.options)
+        except ValueError as error:
+            raise ConfigError(f"invalid [tool.alley] {error}") from None
 
     def load(self, plan: Plan) -> dict[str, LoadedMigration]:
         loaded: dict[str, LoadedMigration] = {}

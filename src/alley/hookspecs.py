@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pymongo.database import Database
 
     from alley.data import AsyncConnection
+    from alley.lint import Rule
     from alley.model import Direction, LoadedMigration, Migration
     from alley.settings import Settings
     from alley.store import HistoryStore
@@ -238,4 +239,29 @@ def alley_history_store(settings: Settings, db: Database[Any]) -> HistoryStore |
     :returns: A :class:`alley.store.HistoryStore`.
 
     Default: ``alley_plugins.mongo_history`` (the ``db_migrations`` collection of ``db``).
+    """
+
+
+# -------------------------------------------------------------------------
+# Checking
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def alley_lint_rules() -> Sequence[Rule] | None:
+    """Return lint rules: static checks of migration files for ``alley lint``.
+
+    Called once per ``lint``, and by ``up``, ``up --plan`` and ``status --check``,
+    whose pre-flight refuses a plan when an error-level rule finds something in a
+    pending step (exit 3; ``--no-lint`` skips it). Each :class:`alley.lint.Rule` has an
+    id, a severity and a check that gets a file's :class:`alley.lint.Source` (its name,
+    text and ``ast`` tree) and returns ``(line, message)`` pairs. A check must not
+    import the migration nor connect: ``lint`` runs without a server. Every plugin's
+    rules are used; when two give the same id, the first called wins (an installed
+    plugin's over the defaults').
+
+    :returns: The rules this plugin adds (``None``: none).
+
+    Default: ``alley_plugins.lint_rules`` (``pymongo3-removed``, ``missing-down``,
+    ``empty-down``, ``destructive``, ``unique-without-check``, ``index-in-transaction``).
     """

@@ -35,6 +35,7 @@ DEFAULT_PLUGINS: Mapping[str, str] = {
     "mongoengine": "alley_plugins.mongoengine_connection",
     "databases": "alley_plugins.databases",
     "mongo-history": "alley_plugins.mongo_history",
+    "lint-rules": "alley_plugins.lint_rules",
 }
 
 
