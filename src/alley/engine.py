@@ -273,8 +273,9 @@ class Engine:
 
         :raises ConfigError: the first error finding, with how many more there are.
         """
-        if self.settings.options.get("lint", True) is False:
-            return
+        setting = self.settings.options.get("lint", True)
+        if setting is False or str(setting).strip().lower() in ("false", "0", "no", "off"):
+            return  # lint = false in [tool.alley], -o lint=false, or --no-lint
         rules = [r for r in self.lint_rules() if r.severity is lint.Severity.ERROR]
         ignored = self.lint_ignores()
         errors = [

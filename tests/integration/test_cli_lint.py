@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_plugin_errors import install
 
 from conftest import Project
@@ -90,12 +91,13 @@ def test_up_refuses_an_error_finding_and_writes_nothing(project: Project, mongo_
     assert mongo_db.db_migrations.count_documents({}) == 0
 
 
+@pytest.mark.parametrize("skip", [("up", "--no-lint"), ("-o", "lint=false", "up")])
 def test_no_lint_runs_up_as_before_and_the_pymongo3_call_then_fails(
-    project: Project, mongo_db: Any
+    project: Project, mongo_db: Any, skip: tuple[str, ...]
 ) -> None:
     plant(project)
 
-    result = project.alley("up", "--no-lint")
+    result = project.alley(*skip)
 
     assert result.returncode == MIGRATION_FAILED, result.output
     assert "0002_old.py failed (up)" in result.stderr
