@@ -14,6 +14,7 @@ import re
 import signal
 import sys
 import textwrap
+import time
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -543,7 +544,9 @@ def test_aio_up_lets_the_callers_loop_run_while_a_migration_runs(
     settings = settings_of(project)
 
     async def loop_side() -> None:
-        while not started.exists():
+        deadline = time.monotonic() + 30
+        while not started.exists():  # a condition, polled with a deadline
+            assert time.monotonic() < deadline, "the migration never started"
             await asyncio.sleep(0.01)
         loop_alive.touch()
 
