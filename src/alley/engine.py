@@ -110,6 +110,8 @@ class Engine:
     :param hooks: The plugins' hooks to use instead of loading plugins (a
         multi-database command shares one set across its databases).
     :param migrations: The migrations to use instead of discovering them (likewise).
+    :param store: The history store to use instead of the plugins' (``alley test``
+        rehearses on a throwaway database with its history in memory).
     """
 
     def __init__(
@@ -124,6 +126,7 @@ class Engine:
         watch_writes: WriteWatch = write_watch.watch,
         hooks: Hooks | None = None,
         migrations: tuple[Migration, ...] | None = None,
+        store: HistoryStore | None = None,
     ) -> None:
         self.settings = settings
         self._db = db
@@ -138,6 +141,8 @@ class Engine:
             self.__dict__["hooks"] = hooks
         if migrations is not None:
             self.__dict__["migrations"] = migrations
+        if store is not None:
+            self.__dict__["store"] = store
 
     @cached_property
     def hooks(self) -> Hooks:
