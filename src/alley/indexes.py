@@ -180,8 +180,12 @@ def normalise_options(options: Mapping[str, Any]) -> dict[str, Any]:
         plain = _plain(value)
         if name in _DEFAULTS and plain == _DEFAULTS[name]:
             continue
-        if name == "weights" and isinstance(plain, dict) and set(plain.values()) <= {1}:
-            continue  # every text field weighs 1: the default
+        if name == "weights" and isinstance(plain, dict):
+            # a text field's weight is 1 unless given: MongoDB lists every field's,
+            # mongo-java-server only those given
+            plain = {k: v for k, v in plain.items() if v != 1}
+            if not plain:
+                continue
         normalised[name] = plain
     return normalised
 
