@@ -95,6 +95,13 @@ class IntegrityError(AlleyError):
     exit_code = ExitCode.INTEGRITY
 
 
+class MigrationsPending(AlleyError):
+    """Migrations are pending where a command needs the database up to date
+    (``create --autogenerate`` would write their indexes again): exit 7."""
+
+    exit_code = ExitCode.PENDING
+
+
 class PluginError(AlleyError):
     """A plugin failed to load, declared an unknown hook, or raised inside a hook."""
 

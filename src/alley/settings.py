@@ -53,6 +53,7 @@ ENVIRONMENT: Mapping[str, tuple[str, ...]] = {
     "databases": ("ALLEY_DATABASES",),
     "jobs": ("ALLEY_JOBS",),
     "disable_plugins": ("ALLEY_DISABLE_PLUGINS",),
+    "models": ("ALLEY_MODELS",),
 }
 
 
@@ -82,6 +83,9 @@ class Settings:
     databases: tuple[str, ...] = ()
     jobs: int = DEFAULT_JOBS
     disable_plugins: tuple[str, ...] = ()
+    #: Modules defining the project's MongoEngine models (``create --autogenerate``,
+    #: ``check``), imported with :attr:`sys_path` first on ``sys.path``.
+    models: tuple[str, ...] = ()
     load_plugins: tuple[str, ...] | None = None  # installed plugins to load; None: all
     # Folders put first on sys.path before migrations load, so they can import the
     # project's code (Alembic's prepend_sys_path).
@@ -310,6 +314,7 @@ def load_settings(
             values.get("lock_timeout", DEFAULT_LOCK_TIMEOUT_S), "lock_timeout", float, origins
         ),
         databases=_databases(values, origins),
+        models=_models(values, origins),
         jobs=_number(values.get("jobs", DEFAULT_JOBS), "jobs", int, origins),
         disable_plugins=tuple(dict.fromkeys(disabled)),
         load_plugins=load_plugins,
@@ -361,6 +366,14 @@ def _config_value(key: str, value: Any, origin: str) -> Any:
             f"invalid databases {value!r} (from {where}): it must be a list of names",
             hint='e.g. databases = ["tenant_*"]',
         )
+    if key == "models" and not (
+        isinstance(value, str)
+        or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+    ):
+        raise ConfigError(
+            f"invalid models {value!r} (from {where}): it must be a module path or a list of them",
+            hint='e.g. models = "myapp.models"',
+        )
     if key == "jobs" and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(f"invalid jobs {value!r} (from {where}): it must be an integer")
     if key in ("timeout", "lease", "lock_timeout") and (
@@ -385,6 +398,33 @@ def _config_names(key: str, value: Any, pyproject: Path | None) -> Any:
 
 
 _PATTERN_CHARACTERS = re.compile(r"[*?\[\]]")
+
+
+_MODULE_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def _models(values: Mapping[str, Any], origins: Mapping[str, str]) -> tuple[str, ...]:
+    return parse_models(values.get("models"), origins.get("models"))
+
+
+def parse_models(value: Any, origin: str | None = "cli") -> tuple[str, ...]:
+    """``models``: a list, or one string of comma-separated module paths (command line,
+    environment); each must look like ``package.module``.
+
+    :raises ConfigError: one entry is not a module path (exit 3).
+    """
+    if value is None:
+        return ()
+    entries = value.split(",") if isinstance(value, str) else list(value)
+    names = tuple(dict.fromkeys(str(e).strip() for e in entries if str(e).strip()))
+    where = describe_origin(origin)
+    for name in names:
+        if not _MODULE_PATH.match(name):
+            raise ConfigError(
+                f"invalid models {name!r} (from {where}): not a module path",
+                hint='e.g. models = "myapp.models"',
+            )
+    return names
 
 
 def _databases(values: Mapping[str, Any], origins: Mapping[str, str]) -> tuple[str, ...]:
