@@ -28,9 +28,10 @@ def alley_databases(
     settings: Settings, client: MongoClient[Any], requested: Sequence[str]
 ) -> list[str]:
     """Names as given; patterns matched (case-sensitively, in name order) against the
-    server's databases other than ``admin``, ``config``, ``local`` and alley's own
-    heartbeat databases (``NAME_alley``, holding only heartbeats). ``@…`` entries are
-    other plugins'."""
+    server's databases other than ``admin``, ``config``, ``local``, alley's own
+    heartbeat databases (``NAME_alley``, holding only heartbeats) and ``alley test``'s
+    throwaway databases (``NAME_alley_test_<6 hex>``, :mod:`alley.rehearsal`). ``@…``
+    entries are other plugins'."""
     patterns = [entry for entry in requested if _PATTERN.search(entry)]
     existing = _databases(client) if patterns else []
     found: list[str] = []
@@ -45,8 +46,12 @@ def alley_databases(
 
 
 def _databases(client: MongoClient[Any]) -> list[str]:
+    from alley.rehearsal import is_throwaway
+
     names = set(client.list_database_names()) - SYSTEM_DATABASES
-    return sorted(name for name in names if not _heartbeats_only(client, name))
+    return sorted(
+        name for name in names if not is_throwaway(name) and not _heartbeats_only(client, name)
+    )
 
 
 def _heartbeats_only(client: MongoClient[Any], name: str) -> bool:

@@ -1,0 +1,538 @@
+"""``alley test``: a rehearsal of the pending migrations on a throwaway database.
+
+The real database is only read: its history (through the usual discovery and history
+hooks, never taking its lock), and the structure and a sample of its collections,
+copied into a throwaway database on the same server (``<db>_alley_test_<6 hex>``).
+Each pending migration then runs there, in order, through the same engine ``up``
+uses -- the executor plugin, ``Step`` helpers, async migrations -- with its history
+in memory: up, down, up again. Snapshots taken around each phase tell which
+migrations' ``down`` does not undo their ``up`` (*irreversible*: the state after
+``down`` is not the state before ``up``) and which do something else the second
+time (*not repeatable*: the state after the second ``up`` is not the state after the
+first). The throwaway database is dropped at the end, on failure, Ctrl-C and SIGTERM
+too, unless asked to keep it.
+
+A snapshot is, per collection, its documents in ``_id`` order as raw BSON (compared
+byte for byte, through a SHA-256 of each document and of the whole collection) and
+its indexes as ``listIndexes`` reports them, normalised as :mod:`alley.indexes`
+compares them. The comparison and its wording are pure functions, tested without a
+server.
+
+Only ``db`` is redirected: a migration that reaches another database through
+``db.client`` writes there for real.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from alley import planning, transactions
+from alley.engine import Checked, Engine, Run
+from alley.errors import AlleyError, ExitCode, UsageError
+from alley.model import Direction, LoadedMigration, MigrationStatus, Plan, State, StepResult
+
+if TYPE_CHECKING:
+    from alley.settings import Settings
+
+#: Documents copied from each collection of the real database unless told otherwise:
+#: enough for a migration's filters and transforms to meet real shapes of data, few
+#: enough that copying a collection takes a moment on any server.
+DEFAULT_SAMPLE = 100
+#: The throwaway database's name: the real one's, this, and 6 hex digits.
+THROWAWAY_INFIX = "_alley_test_"
+THROWAWAY_PATTERN = re.compile(r"_alley_test_[0-9a-f]{6}\Z")
+#: MongoDB refuses database names of 64 bytes or more.
+MAX_DATABASE_NAME = 63
+#: The phases of each migration, in order.
+PHASES = ("up", "down", "up again")
+#: The exit code when a migration is irreversible or not repeatable.
+FOUND_EXIT_CODE = ExitCode.INTEGRITY
+
+
+def is_throwaway(name: str) -> bool:
+    """Whether ``name`` is the name of a rehearsal's throwaway database (which the
+    multi-database commands' patterns never match)."""
+    return THROWAWAY_PATTERN.search(name) is not None
+
+
+def throwaway_name(database: str, taken: Sequence[str] = (), token: str | None = None) -> str:
+    """``<database>_alley_test_<6 hex>``, the real name shortened (at a character) to
+    stay within MongoDB's 63 bytes, and none of ``taken``."""
+    room = MAX_DATABASE_NAME - len(THROWAWAY_INFIX) - 6
+    prefix = database
+    while len(prefix.encode()) > room:
+        prefix = prefix[:-1]
+    while True:
+        name = f"{prefix}{THROWAWAY_INFIX}{token or secrets.token_hex(3)}"
+        if name not in taken:
+            return name
+        token = None
+
+
+# ---------------------------------------------------------------------------
+# Snapshots and their differences (pure)
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CollectionShot:
+    """One collection as a snapshot keeps it.
+
+    :ivar digest: SHA-256 of its documents' raw BSON, in ``_id`` order.
+    :ivar documents: each document's ``_id`` (as BSON) and the SHA-256 of its raw BSON.
+    :ivar indexes: index name -> its keys and options, normalised, as text.
+    """
+
+    digest: str
+    documents: Mapping[bytes, str]
+    indexes: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A database's collections (by name) as :func:`take_snapshot` read them."""
+
+    collections: Mapping[str, CollectionShot]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def differences(before: Snapshot, after: Snapshot) -> tuple[str, ...]:
+    """What changed from ``before`` to ``after``, briefly, one phrase each:
+    ``collection x missing``, ``collection x added``, ``users changed (3 documents)``,
+    ``index users.email_1 missing`` (or ``added``, or ``changed``).
+    Empty when they are the same byte for byte."""
+    found: list[str] = []
+    names = sorted(set(before.collections) | set(after.collections))
+    for name in names:
+        old, new = before.collections.get(name), after.collections.get(name)
+        if old is None:
+            found.append(f"collection {name} added")
+            continue
+        if new is None:
+            found.append(f"collection {name} missing")
+            continue
+        if old.digest != new.digest:
+            ids = set(old.documents) | set(new.documents)
+            changed = sum(1 for i in ids if old.documents.get(i) != new.documents.get(i))
+            # The same documents in the same order and still a difference: never, as
+            # the digest covers only them; said anyway rather than hidden.
+            found.append(f"{name} changed ({_plural(changed, 'document')})")
+        for index in sorted(set(old.indexes) | set(new.indexes)):
+            was, now = old.indexes.get(index), new.indexes.get(index)
+            if was == now:
+                continue
+            state = "missing" if now is None else "added" if was is None else "changed"
+            found.append(f"index {name}.{index} {state}")
+    return tuple(found)
+
+
+def take_snapshot(db: Any) -> Snapshot:
+    """Every collection of ``db`` (but ``system.*``): its documents in ``_id`` order as
+    raw BSON and its indexes from ``listIndexes``."""
+    from bson.codec_options import CodecOptions
+    from bson.raw_bson import RawBSONDocument
+
+    from alley.indexes import list_indexes, normalise_options, reported_keys
+
+    raw = CodecOptions(document_class=RawBSONDocument)
+    collections: dict[str, CollectionShot] = {}
+    for name in sorted(db.list_collection_names()):
+        if name.startswith("system."):
+            continue
+        whole = hashlib.sha256()
+        documents: dict[bytes, str] = {}
+        for document in db.get_collection(name, codec_options=raw).find().sort("_id", 1):
+            whole.update(document.raw)
+            documents[_id_bytes(document)] = hashlib.sha256(document.raw).hexdigest()
+        indexes = {
+            str(index.get("name")): repr(
+                (reported_keys(index), sorted(normalise_options(index).items()))
+            )
+            for index in list_indexes(db, name)
+        }
+        collections[name] = CollectionShot(whole.hexdigest(), documents, indexes)
+    return Snapshot(collections)
+
+
+def _id_bytes(document: Any) -> bytes:
+    """A document's ``_id`` as BSON (``{"_id": value}`` encoded): a key for any type."""
+    import bson
+
+    return bson.encode({"_id": document["_id"]})
+
+
+# ---------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rehearsed:
+    """One migration's rehearsal.
+
+    :ivar durations: seconds per phase that finished, in the order of :data:`PHASES`.
+    :ivar irreversible: how the state after ``down`` differs from the state before
+        ``up`` (empty: reversible).
+    :ivar not_repeatable: how the state after the second ``up`` differs from the state
+        after the first (empty: repeatable).
+    :ivar failed_phase: the phase that raised, if one did; :ivar error: its error.
+    :ivar ran: whether it was rehearsed at all (one before it failed: not).
+    """
+
+    id: int
+    filename: str
+    durations: tuple[float, ...] = ()
+    irreversible: tuple[str, ...] = ()
+    not_repeatable: tuple[str, ...] = ()
+    failed_phase: str | None = None
+    error: str | None = None
+    ran: bool = True
+
+    @property
+    def result(self) -> str:
+        """``ok``, ``not run``, or what went wrong, comma-separated: ``failed``,
+        ``irreversible`` (with ``failed`` when up again raised after such a down),
+        ``not repeatable``."""
+        if not self.ran:
+            return "not run"
+        found = [
+            word
+            for word, what in (
+                ("failed", self.failed_phase is not None),
+                ("irreversible", bool(self.irreversible)),
+                ("not repeatable", bool(self.not_repeatable)),
+            )
+            if what
+        ]
+        return ", ".join(found) or "ok"
+
+
+@dataclass(frozen=True)
+class RehearsalReport:
+    """What ``alley test`` found.
+
+    :ivar database: the real database. :ivar throwaway: the throwaway one (``None``
+        when nothing was pending: none was made). :ivar kept: it was not dropped.
+    :ivar sample: the documents asked per collection; :ivar seeded: collection ->
+        documents copied (every collection copied, 0 included).
+    """
+
+    database: str
+    throwaway: str | None
+    kept: bool
+    sample: int
+    seeded: Mapping[str, int] = field(default_factory=dict)
+    migrations: tuple[Rehearsed, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> Rehearsed | None:
+        return next((m for m in self.migrations if m.failed_phase is not None), None)
+
+    @property
+    def irreversible(self) -> tuple[Rehearsed, ...]:
+        return tuple(m for m in self.migrations if m.irreversible)
+
+    @property
+    def not_repeatable(self) -> tuple[Rehearsed, ...]:
+        return tuple(m for m in self.migrations if m.not_repeatable)
+
+    @property
+    def exit_code(self) -> int:
+        """0: every migration reversible and repeatable (or none pending); 1: one
+        raised (the rehearsal stopped there); 6: one or more irreversible or not
+        repeatable."""
+        if self.failed is not None:
+            return int(ExitCode.MIGRATION_FAILED)
+        if self.irreversible or self.not_repeatable:
+            return int(FOUND_EXIT_CODE)
+        return int(ExitCode.OK)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "throwaway": self.throwaway,
+            "kept": self.kept,
+            "sample": self.sample,
+            "seeded": dict(self.seeded),
+            "migrations": [
+                {
+                    "id": m.id,
+                    "filename": m.filename,
+                    "result": m.result,
+                    "durations_s": {
+                        phase.replace(" ", "_"): round(seconds, 6)
+                        for phase, seconds in zip(PHASES, m.durations, strict=False)
+                    },
+                    "irreversible": list(m.irreversible),
+                    "not_repeatable": list(m.not_repeatable),
+                    "failed": None
+                    if m.failed_phase is None
+                    else {"phase": m.failed_phase, "error": m.error},
+                }
+                for m in self.migrations
+            ],
+            "ok": self.exit_code == 0,
+            "exit_code": self.exit_code,
+            "notes": list(self.notes),
+        }
+
+
+# ---------------------------------------------------------------------------
+# The rehearsal
+# ---------------------------------------------------------------------------
+
+
+#: Called with each migration's :class:`Rehearsed` as it is done.
+RehearsedCallback = Callable[[Rehearsed], None]
+
+
+def own_collections(settings: Settings) -> frozenset[str]:
+    """alley's collections in the real database, never copied: the history collection
+    and its ``_lock``, ``_log``, ``_open`` and ``_heartbeat`` siblings."""
+    name = str(settings.options.get("history_collection", "db_migrations"))
+    return frozenset({name, *(f"{name}_{s}" for s in ("lock", "log", "open", "heartbeat"))})
+
+
+def copy_structure(
+    source: Any, target: Any, sample: int, skip: frozenset[str]
+) -> tuple[dict[str, int], list[str]]:
+    """Create each collection of ``source`` (but ``skip`` and ``system.*``) in
+    ``target`` with its options where the server accepts them, its indexes but
+    ``_id_``, and its first ``sample`` documents by ``_id``, as raw BSON. Returns the
+    documents copied per collection and notes on what could not be copied."""
+    from bson.codec_options import CodecOptions
+    from bson.raw_bson import RawBSONDocument
+    from pymongo.errors import OperationFailure
+
+    raw = CodecOptions(document_class=RawBSONDocument)
+    seeded: dict[str, int] = {}
+    notes: list[str] = []
+    described = sorted(source.list_collections(), key=lambda c: str(c["name"]))
+    for info in described:
+        name = str(info["name"])
+        if name in skip or name.startswith("system."):
+            continue
+        options = dict(info.get("options") or {})
+        try:
+            target.command({"create": name, **options})
+        except OperationFailure as error:
+            if not options:
+                raise
+            target.command({"create": name})
+            notes.append(f"collection {name} copied without its options ({error.details})")
+        if info.get("type") == "view":
+            continue
+        specs = [
+            {k: v for k, v in index.items() if k not in ("v", "ns")}
+            for index in source[name].list_indexes()
+            if index.get("name") != "_id_"
+        ]
+        for spec in specs:
+            try:
+                target.command("createIndexes", name, indexes=[spec])
+            except OperationFailure as error:
+                notes.append(f"index {spec.get('name')} of {name} not copied: {error}")
+        documents: list[Any] = []
+        if sample > 0:
+            cursor = source.get_collection(name, codec_options=raw).find()
+            documents = list(cursor.sort("_id", 1).limit(sample))
+        if documents:
+            target.get_collection(name, codec_options=raw).insert_many(documents, ordered=True)
+        seeded[name] = len(documents)
+    return seeded, notes
+
+
+class _WithoutTransaction:
+    """A loaded migration as it is, but for ``transaction = True``: rehearsed on a
+    server that has transactions, it runs without one (its history is in memory, which
+    cannot join a MongoDB transaction)."""
+
+    transaction = False
+
+    def __init__(self, module: LoadedMigration) -> None:
+        self._module = module
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+
+def rehearse(
+    engine: Engine,
+    *,
+    sample: int = DEFAULT_SAMPLE,
+    keep: bool = False,
+    on_migration: RehearsedCallback | None = None,
+) -> RehearsalReport:
+    """Rehearse ``engine``'s pending migrations on a throwaway copy of its database
+    (see the module's docstring). ``on_migration`` is called with each
+    :class:`Rehearsed` as it is done.
+
+    :raises UsageError: ``sample`` is negative.
+    """
+    if sample < 0:
+        raise UsageError(f"--sample must be 0 or more, not {sample}")
+    snapshot = engine.snapshot()
+    plan = planning.plan_up(snapshot.statuses)
+    real = engine.db
+    if not plan:
+        return RehearsalReport(real.name, None, False, sample, notes=tuple(engine.notes))
+    # up's own pre-flight, on the real database and its history store (read only):
+    # files load, lint, steps waiting for a person, transactions the server lacks.
+    checked = engine.preflight(snapshot.statuses, plan, allow_drift=True, retry=True)
+    client = real.client
+    name = throwaway_name(real.name, client.list_database_names())
+    rehearsed: list[Rehearsed] = []
+    seeded: dict[str, int] = {}
+    notes: list[str] = []
+    with _throwaway(client, name, keep):
+        target = client[name]
+        seeded, copy_notes = copy_structure(real, target, sample, own_collections(engine.settings))
+        notes += copy_notes
+        rehearsed = _rehearse_plan(engine, target, plan, checked.loaded, on_migration)
+    notes += [n for n in engine.notes if n not in notes]
+    return RehearsalReport(
+        real.name, name, keep, sample, seeded, tuple(rehearsed), tuple(dict.fromkeys(notes))
+    )
+
+
+@contextmanager
+def _throwaway(client: Any, name: str, keep: bool) -> Iterator[None]:
+    """The throwaway database's life: dropped when the block ends, however it ends
+    (an error, Ctrl-C, SIGTERM), unless ``keep``."""
+    try:
+        yield
+    finally:
+        if not keep:
+            client.drop_database(name)
+
+
+def _rehearse_plan(
+    engine: Engine,
+    target: Any,
+    plan: Plan,
+    loaded: Mapping[str, LoadedMigration],
+    on_migration: RehearsedCallback | None,
+) -> list[Rehearsed]:
+    from alley.testing.memory_store import MemoryStore
+
+    store = MemoryStore(records=engine.store.read_records())
+    rehearsal = Engine(
+        engine.settings,
+        db=target,
+        hooks=engine.hooks,
+        migrations=engine.migrations,
+        store=store,
+    )
+    modules: dict[str, LoadedMigration] = {
+        filename: _WithoutTransaction(module) if transactions.declared(module) else module
+        for filename, module in loaded.items()
+    }
+    done: list[Rehearsed] = []
+    try:
+        with rehearsal.locked("test") as run:
+            for position, step in enumerate(plan.steps):
+                item = _rehearse_one(run, target, step, modules)
+                done.append(item)
+                if on_migration is not None:
+                    on_migration(item)
+                if item.failed_phase is not None:
+                    for later in plan.steps[position + 1 :]:
+                        skipped = Rehearsed(later.id, later.filename, ran=False)
+                        done.append(skipped)
+                        if on_migration is not None:
+                            on_migration(skipped)
+                    break
+    finally:
+        rehearsal.close_async()
+        engine.note(*rehearsal.notes)
+    return done
+
+
+def _rehearse_one(
+    run: Run,
+    target: Any,
+    step: MigrationStatus,
+    modules: Mapping[str, LoadedMigration],
+) -> Rehearsed:
+    """up, down, up again; a snapshot before and after each."""
+    migration = step.migration
+    assert migration is not None  # planning refuses steps without a file
+    filename = migration.filename
+    durations: list[float] = []
+    shots = [take_snapshot(target)]
+    for phase in PHASES:
+        direction = Direction.DOWN if phase == "down" else Direction.UP
+        status = _status_in(run, step.id, filename, direction)
+        plan = Plan(direction, (status,))
+        started = time.perf_counter()
+        try:
+            results: tuple[StepResult, ...] = run.apply(Checked(plan, dict(modules)))
+        except AlleyError as error:
+            if error.exit_code != ExitCode.MIGRATION_FAILED:
+                raise
+            # up again failing after a down that did not undo up: said, as its cause.
+            left = differences(shots[0], shots[2]) if phase == "up again" else ()
+            return Rehearsed(
+                step.id,
+                filename,
+                tuple(durations),
+                irreversible=left,
+                failed_phase=phase,
+                error=_one_line(str(error)).removeprefix(f"{filename} failed ({direction}): "),
+            )
+        durations.append(results[0].duration_s if results else time.perf_counter() - started)
+        shots.append(take_snapshot(target))
+    before, after_up, after_down, after_again = shots
+    return Rehearsed(
+        step.id,
+        filename,
+        tuple(durations),
+        irreversible=differences(before, after_down),
+        not_repeatable=differences(after_up, after_again),
+    )
+
+
+def _status_in(run: Run, migration_id: int, filename: str, direction: Direction) -> MigrationStatus:
+    """The migration's status in the rehearsal's own (in-memory) history, as the next
+    phase needs it: pending before ``up``, applied (with its record) before ``down``.
+    Attempts of the real history are not carried over: a rehearsal starts afresh."""
+    statuses = run.engine.snapshot(lock=run.lease.state).statuses
+    wanted = State.APPLIED if direction is Direction.DOWN else State.PENDING
+    found = next(
+        s for s in statuses if s.id == migration_id and s.filename == filename and s.state is wanted
+    )
+    return dataclasses.replace(found, attempt=None, attempt_entry=None)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+__all__ = [
+    "DEFAULT_SAMPLE",
+    "PHASES",
+    "THROWAWAY_PATTERN",
+    "CollectionShot",
+    "RehearsalReport",
+    "Rehearsed",
+    "Snapshot",
+    "copy_structure",
+    "differences",
+    "is_throwaway",
+    "own_collections",
+    "rehearse",
+    "take_snapshot",
+    "throwaway_name",
+]
