@@ -11,31 +11,30 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CACHE_DIR = Path(os.environ.get("ALLEY_BENCH_CACHE", Path.home() / ".cache" / "alley" / "bench"))
+from alley.testing import peers
+from alley.testing.peers import NPM_PEER, PYPI_PEERS
+from alley.testing.peers import run as _run
 
-PYPI_PEERS = {"pymongo-migrate": "pymongo-migrate", "mongodb-migrations": "mongodb-migrations"}
-NPM_PEER = "migrate-mongo"
+CACHE_DIR = Path(os.environ.get("ALLEY_BENCH_CACHE", Path.home() / ".cache" / "alley" / "bench"))
+# The peers are installed where the tests install them (alley.testing.peers), once for
+# both; ALLEY_BENCH_CACHE moves them under it.
+PEERS_DIR = (
+    Path(os.environ["ALLEY_BENCH_CACHE"]) / "peers"
+    if os.environ.get("ALLEY_BENCH_CACHE")
+    else peers.peers_cache_dir()
+)
+
+__all__ = ["NPM_PEER", "PYPI_PEERS"]
 
 # The operations measured on a workspace, in the order of the report.
 OPERATIONS = ("status", "up", "down", "noop_up")
 
 Command = tuple[list[str], Path]  # argv, cwd
-
-
-def _run(argv: list[str], cwd: Path | None = None, timeout: float = 900) -> str:
-    done = subprocess.run(
-        argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"{' '.join(argv[:3])}… exited {done.returncode}: {tail[0]}")
-    return done.stdout.strip()
 
 
 @dataclass
@@ -144,13 +143,7 @@ class PythonPeer(Tool):
         return str(self.venv / "bin" / self.script)
 
     def _install(self) -> None:
-        marker = self.venv / ".bench-installed"
-        if marker.exists() and Path(self.exe).exists():
-            return
-        print(f"bench: installing {self.package} into {self.venv}", file=sys.stderr)
-        _run([sys.executable, "-m", "venv", "--clear", str(self.venv)])
-        _run([str(self.python), "-m", "pip", "install", "--quiet", self.package])
-        marker.write_text(self.package)
+        self.venv = peers.python_peer(self.package, self.venv.parent)
 
     def help_command(self) -> list[str]:
         return [self.exe, "--help"]
@@ -236,14 +229,7 @@ class MigrateMongo(Tool):
         return str(self.prefix / "node_modules" / ".bin" / NPM_PEER)
 
     def _install(self) -> None:
-        if Path(self.exe).exists():
-            return
-        if not shutil.which("npm") or not shutil.which("node"):
-            raise RuntimeError("node/npm not on PATH")
-        print(f"bench: installing {NPM_PEER} into {self.prefix}", file=sys.stderr)
-        self.prefix.mkdir(parents=True, exist_ok=True)
-        (self.prefix / "package.json").write_text(json.dumps({"private": True}))
-        _run(["npm", "install", "--silent", "--prefix", str(self.prefix), NPM_PEER])
+        peers.npm_peer(self.prefix.parent)
 
     def help_command(self) -> list[str]:
         return [self.exe, "--help"]
@@ -275,7 +261,6 @@ class MigrateMongo(Tool):
         return "changelog"
 
 
-def all_tools(cache: Path = CACHE_DIR) -> list[Tool]:
+def all_tools(cache: Path = PEERS_DIR) -> list[Tool]:
     """alley first, then the peers; installs what is missing (in parallel would race pip)."""
-    cache.mkdir(parents=True, exist_ok=True)
     return [Alley(), PymongoMigrate(cache), MongodbMigrations(cache), MigrateMongo(cache)]

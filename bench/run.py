@@ -600,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="N = 10, 100 and fewer repeats")
     parser.add_argument("--n", type=int, nargs="+", help="the N values (default 10 100 1000)")
     parser.add_argument("--docs", type=Path, default=DOCS, help="where to write the report")
-    parser.add_argument("--cache", type=Path, default=CACHE_DIR, help="peer environments")
+    parser.add_argument("--cache", type=Path, default=CACHE_DIR, help="results and profiles")
     args = parser.parse_args(argv)
 
     ns = args.n or ([10, 100] if args.quick else [10, 100, 1000])
@@ -614,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     from alley.testing import provide_server
 
     started = time.perf_counter()
-    tools = all_tools(args.cache)
+    tools = all_tools()  # the peers: in alley.testing.peers' cache
     usable = [t for t in tools if not t.unavailable]
     for tool in tools:
         print(f"bench: {tool.name} {tool.unavailable or tool.version}", file=sys.stderr)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pymongo.database import Database
 
     from alley.data import AsyncConnection
+    from alley.import_history import HistoryImporter
     from alley.lint import Rule
     from alley.model import Direction, LoadedMigration, Migration
     from alley.settings import Settings
@@ -264,4 +265,29 @@ def alley_lint_rules() -> Sequence[Rule] | None:
 
     Default: ``alley_plugins.lint_rules`` (``pymongo3-removed``, ``missing-down``,
     ``empty-down``, ``destructive``, ``unique-without-check``, ``index-in-transaction``).
+    """
+
+
+# -------------------------------------------------------------------------
+# Switching tools
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def alley_history_importers() -> Sequence[HistoryImporter] | None:
+    """Return readers of other migration tools' history, for ``alley import-history``.
+
+    Called once per ``import-history``. Each :class:`alley.import_history.HistoryImporter`
+    names a tool (what ``--from`` takes), the collection it keeps its history in by
+    default (``--collection`` overrides it), and a function that gets that pymongo
+    ``Collection`` and returns a :class:`alley.import_history.ForeignEntry` (what the
+    tool recorded, its id and name, when it was applied) per migration the tool counts
+    as applied. It must only read: the other tool's history is never written. When two
+    plugins read the same tool, the first called wins (an installed plugin's over the
+    defaults').
+
+    :returns: The importers this plugin adds (``None``: none).
+
+    Default: ``alley_plugins.history_importers`` (``migrate-mongo``,
+    ``pymongo-migrate``, ``mongodb-migrations``, ``flask-mongoengine-migrations``).
     """

@@ -36,6 +36,7 @@ DEFAULT_PLUGINS: Mapping[str, str] = {
     "databases": "alley_plugins.databases",
     "mongo-history": "alley_plugins.mongo_history",
     "lint-rules": "alley_plugins.lint_rules",
+    "history-importers": "alley_plugins.history_importers",
 }
 
 
