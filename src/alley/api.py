@@ -11,7 +11,7 @@ as ``Project``), to reuse one connection and plugin manager across calls.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,7 @@ from alley.model import (
 
 if TYPE_CHECKING:
     # pymongo comes with these: commands that never connect (create) must not import it.
+    from alley.autogenerate import AutogenerateReport, CheckReport
     from alley.dry_run import StepForecast
     from alley.fleet import FleetReport, OutcomeCallback
 from alley.plugins import plugin_infos
@@ -612,6 +613,51 @@ def over_databases(
     )
 
 
+def check(
+    settings: Settings,
+    *,
+    models: Sequence[str] | str | None = None,
+    project: Engine | None = None,
+) -> CheckReport:
+    """``alley check``: how the indexes the MongoEngine models declare (the ``models``
+    setting, or ``models``) and the database's differ, one change per index; the
+    report's ``ok`` is true when they agree. Pending migrations are named (their ``up``
+    may be what makes them agree). Only reads (:mod:`alley.autogenerate`).
+
+    :raises ConfigError: no models named, a module that does not import or defines no
+        ``Document`` (exit 3).
+    """
+    from alley import autogenerate
+
+    engine = project or Engine(settings)
+    with engine.attributed():
+        return autogenerate.check(engine, models)
+
+
+def autogenerate(
+    settings: Settings,
+    name: str,
+    *,
+    drop: bool = False,
+    models: Sequence[str] | str | None = None,
+    project: Engine | None = None,
+) -> AutogenerateReport:
+    """``alley create NAME --autogenerate``: write the migration that creates the
+    indexes the models declare and the database lacks, rebuilds those it has with
+    other options, and drops those no model declares (written commented out unless
+    ``drop``); its ``down`` undoes it. Nothing to do: nothing is written (the report's
+    ``created`` is ``None``).
+
+    :raises MigrationsPending: migrations are pending (exit 7); apply them first.
+    :raises ConfigError: as :func:`check`.
+    """
+    from alley import autogenerate as generate
+
+    engine = project or Engine(settings)
+    with engine.attributed():
+        return generate.autogenerate(engine, name, drop=drop, models=models)
+
+
 def plugins(settings: Settings, *, project: Engine | None = None) -> list[PluginInfo]:
     """Every registered plugin, with its distribution, version and hooks."""
     engine = project or Engine(settings)
@@ -627,6 +673,8 @@ __all__ = [
     "StepFailure",
     "UnlockReport",
     "VerifyReport",
+    "autogenerate",
+    "check",
     "create",
     "down",
     "failed_run",

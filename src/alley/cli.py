@@ -112,6 +112,14 @@ app = typer.Typer(
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+ModelsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--models",
+        help="Modules of the MongoEngine models, comma-separated (default: models setting).",
+        metavar="MODULES",
+    ),
+]
 VERBOSE = "alley.verbose"
 FAIL_FAST = "alley.fail_fast"
 
@@ -279,12 +287,80 @@ def connection_options(
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="What it does, e.g. add_users.", metavar="NAME")],
+    autogenerate: Annotated[
+        bool,
+        typer.Option(
+            "--autogenerate",
+            help="Write the index changes the models need (connects; docs/models.md).",
+        ),
+    ] = False,
+    models: ModelsOption = None,
+    drop: Annotated[
+        bool,
+        typer.Option(
+            "--drop",
+            help="With --autogenerate: drop indexes no model declares (else commented out).",
+        ),
+    ] = False,
 ) -> None:
     """Write migrations/<next id>_<name>.py with empty up(db) and down(db)."""
-    from alley import api
+    from alley import api, render
+    from alley.errors import UsageError
 
-    result = api.create(ctx.obj, name)
-    typer.echo(f"created {result.location}")
+    if not autogenerate:
+        if models is not None or drop:
+            option = "--models" if models is not None else "--drop"
+            raise UsageError(f"{option} goes with --autogenerate")
+        result = api.create(ctx.obj, name)
+        typer.echo(f"created {result.location}")
+        return
+    _say_where(ctx)
+    report = api.autogenerate(ctx.obj, name, drop=drop, models=models)
+    render.notes(report.notes)
+    if report.created is None:
+        from alley.autogenerate import AGREE
+
+        for change in report.kept:
+            typer.echo(change.describe())
+        kept = len(report.kept)
+        typer.echo(
+            f"nothing to do: {AGREE}"
+            if not kept
+            else f"nothing to do: {kept} index{'es' * (kept != 1)} no model declares "
+            "kept (--drop writes a migration that drops them)"
+        )
+        return
+    for change in report.changes:
+        typer.echo(change.describe())
+    typer.echo(f"created {report.created.location}")
+
+
+@app.command("check", options_metavar="[OPTIONS]")
+def check_models(
+    ctx: typer.Context, models: ModelsOption = None, as_json: JsonOption = False
+) -> None:
+    """Compare the models' indexes with the database's: exit 6 when they disagree."""
+    from alley import api, render
+    from alley.autogenerate import AGREE
+
+    _say_where(ctx)
+    report = api.check(ctx.obj, models=models)
+    render.notes(report.notes)
+    if as_json:
+        render.print_json(report.as_dict())
+    else:
+        for change in report.changes:
+            typer.echo(change.describe())
+        if report.pending:
+            n = len(report.pending)
+            typer.echo(
+                f"{n} migration{'s' * (n != 1)} pending ({', '.join(report.pending)}): "
+                "'alley up' may change the indexes"
+            )
+        n = len(report.changes)
+        typer.echo(f"ok: {AGREE}" if report.ok else f"{n} difference{'s' * (n != 1)}")
+    if not report.ok:
+        raise typer.Exit(ExitCode.INTEGRITY)
 
 
 @app.command(options_metavar="[OPTIONS]")

@@ -1,0 +1,1 @@
+"""A shop: the sample application of the autogenerate tests."""
