@@ -1,5 +1,8 @@
 """Models whose indexes every test server builds (FerretDB 1.24 too)."""
 
+# MongoEngine's own idiom: meta is a plain dict on the class.
+# ruff: noqa: RUF012
+
 import mongoengine as me
 
 

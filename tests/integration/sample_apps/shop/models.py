@@ -1,6 +1,9 @@
 """Every index form: the basic ones and those FerretDB 1.24 lacks (text, hashed,
 2dsphere, TTL, partial, collation, sparse)."""
 
+# MongoEngine's own idiom: meta is a plain dict on the class.
+# ruff: noqa: RUF012
+
 import mongoengine as me
 
 from shop.basic import (  # noqa: F401  (the models module names all the models)
