@@ -26,6 +26,7 @@ from alley.engine import (
     read_without_files,
 )
 from alley.errors import AlleyError, LockBusy, MigrationsFolderMissing
+from alley.import_history import ImportReport, UndoReport
 from alley.lease import describe_lock
 from alley.lint import LintReport, lint_source
 from alley.model import (
@@ -510,6 +511,68 @@ def mark(
     return MarkReport(wanted, filename, State.APPLIED if applied else State.PENDING, resolved)
 
 
+def import_history(
+    settings: Settings,
+    tool: str,
+    *,
+    collection: str | None = None,
+    dry_run: bool = False,
+    skip_unmatched: bool = False,
+    project: Engine | None = None,
+    on_wait: WaitCallback | None = None,
+) -> ImportReport:
+    """Record as applied, in alley's history, what another tool recorded as applied
+    (``migrate-mongo``, ``pymongo-migrate``, ``mongodb-migrations``,
+    ``flask-mongoengine-migrations``, or a plugin's: :mod:`alley.import_history`).
+
+    Each entry of the tool's collection (``collection``, default the tool's own) maps
+    to the alley migration with its id or its name; each that maps to one without a
+    record gets one, dated when the tool applied it, with the file's checksum and
+    ``imported_from``/``import_id`` in its extra fields, under the lock. Entries
+    already recorded are left as they are, so importing again does nothing. The tool's
+    collection is only read.
+
+    :param dry_run: Read and map only; the report says what would be imported.
+    :param skip_unmatched: Import the entries that map, listing the others, instead of
+        refusing the whole import.
+    :raises ImportMismatch: (an IntegrityError, exit 6) an entry maps to no alley
+        migration or not to exactly one, without ``skip_unmatched``; nothing written.
+        Its ``report`` lists every entry.
+    :raises UsageError: an unknown tool, or no such collection.
+    """
+    from alley import import_history as importing
+
+    engine = project or Engine(settings)
+    with engine.attributed():
+        return importing.import_history(
+            engine,
+            tool,
+            collection=collection,
+            dry_run=dry_run,
+            skip_unmatched=skip_unmatched,
+            on_wait=on_wait,
+        )
+
+
+def undo_import(
+    settings: Settings,
+    import_id: str | None = None,
+    *,
+    project: Engine | None = None,
+    on_wait: WaitCallback | None = None,
+) -> UndoReport:
+    """Remove exactly the records one :func:`import_history` wrote (``import_id``, by
+    default the newest import), under the lock: those migrations are pending again.
+
+    :raises UsageError: no records carry that import id.
+    """
+    from alley import import_history as importing
+
+    engine = project or Engine(settings)
+    with engine.attributed():
+        return importing.undo_import(engine, import_id, on_wait=on_wait)
+
+
 def unlock(
     settings: Settings, *, force: bool = False, project: Engine | None = None
 ) -> UnlockReport:
@@ -679,6 +742,7 @@ __all__ = [
     "down",
     "failed_run",
     "history",
+    "import_history",
     "mark",
     "plan_down",
     "plan_redo",
@@ -686,6 +750,7 @@ __all__ = [
     "plugins",
     "redo",
     "status",
+    "undo_import",
     "unlock",
     "up",
     "verify",

@@ -748,6 +748,88 @@ def mark(
     typer.echo(f"marked {report.filename} {report.state.value}")
 
 
+@app.command("import-history", options_metavar="[OPTIONS]")
+def import_history(
+    ctx: typer.Context,
+    tool: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="TOOL",
+            help="migrate-mongo, pymongo-migrate, mongodb-migrations or "
+            "flask-mongoengine-migrations (or a plugin's).",
+        ),
+    ] = None,
+    collection: Annotated[
+        str | None,
+        typer.Option("--collection", metavar="NAME", help="The tool's collection, if renamed."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the mapping; write nothing.")
+    ] = False,
+    skip_unmatched: Annotated[
+        bool,
+        typer.Option("--skip-unmatched", help="Import what maps; list the rest (else exit 6)."),
+    ] = False,
+    undo: Annotated[
+        bool, typer.Option("--undo", help="Remove the records of the newest import.")
+    ] = False,
+    import_id: Annotated[
+        str | None,
+        typer.Option("--import-id", metavar="ID", help="With --undo: this import's."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record as applied what another tool recorded (its history is only read).
+
+    Exit 6 when an entry maps to no alley migration (nothing written).
+    """
+    from alley import api, render
+    from alley.errors import UsageError
+    from alley.import_history import ImportMismatch
+
+    if undo == (tool is not None):
+        raise UsageError("give exactly one of --from TOOL or --undo")
+    if import_id is not None and not undo:
+        raise UsageError("--import-id goes with --undo")
+    _say_where(ctx)
+    if undo:
+        undone = api.undo_import(ctx.obj, import_id, on_wait=render.waiting)
+        render.notes(undone.notes)
+        if as_json:
+            render.print_json(undone.as_dict())
+        elif undone.import_id is None:
+            typer.echo("nothing to undo: no imported records")
+        else:
+            for filename in undone.removed:
+                typer.echo(f"removed  {filename}")
+            typer.echo(
+                f"undid import {undone.import_id} ({undone.tool}): {len(undone.removed)} removed"
+            )
+        return
+    assert tool is not None
+    try:
+        report = api.import_history(
+            ctx.obj,
+            tool,
+            collection=collection,
+            dry_run=dry_run,
+            skip_unmatched=skip_unmatched,
+            on_wait=render.waiting,
+        )
+    except ImportMismatch as error:
+        if as_json:
+            render.print_json({**error.report.as_dict(), "error": str(error)})
+        for line in error.report.problems:
+            sys.stderr.write(f"alley: {line.state}: {line.key}: {line.reason}\n")
+        raise
+    render.notes(report.notes)
+    if as_json:
+        render.print_json(report.as_dict())
+    else:
+        render.import_report(report)
+
+
 @app.command(options_metavar="[OPTIONS]")
 def unlock(
     ctx: typer.Context,

@@ -117,6 +117,7 @@ def status_data(report: StatusReport, settings: Settings | None = None) -> dict[
                 "checksum": s.migration.checksum if s.migration else None,
                 "recorded_checksum": s.record.checksum if s.record else None,
                 "attempt": s.attempt.value if s.attempt else None,
+                "imported_from": s.record.extra.get("imported_from") if s.record else None,
             }
             for s in report.statuses
         ],
@@ -142,6 +143,10 @@ def _date(value: datetime | None) -> str:
 
 def _note(status: MigrationStatus) -> str:
     notes = []
+    imported = status.record.extra.get("imported_from") if status.record else None
+    if imported:
+        assert status.record is not None
+        notes.append(f"imported from {imported} ({status.record.extra.get('imported_entry')})")
     if status.drift is Drift.RENAMED and status.migration is not None:
         notes.append(f"renamed: recorded as {status.record.filename if status.record else '?'}")
     elif status.drift is Drift.DELETED:
@@ -648,6 +653,41 @@ def plan(report: Any, out: TextIO | None = None) -> None:
         found = _forecast(report, _filename(step))
         for line in found.lines() if found is not None else ():
             out.write(f"      {line}\n")
+
+
+def import_report(report: Any, out: TextIO | None = None) -> None:
+    """``import-history``: one line per entry of the tool's history (what became of it,
+    the entry, the alley file it maps to, when the tool applied it), then a total."""
+    out = out or sys.stdout
+    verb = "would import" if report.dry_run else "imported"
+    out.write(
+        f"{report.tool} history in collection {report.collection}: {len(report.lines)} entries\n"
+    )
+    width = max((len(line.key) for line in report.lines), default=0)
+    for line in report.lines:
+        target = f"-> {line.filename}" if line.filename else (line.reason or "")
+        applied = f"applied {_date(line.applied_at)}" if line.applied_at else "no applied date"
+        if line.filename and line.recorded_at and line.recorded_at != line.applied_at:
+            applied += f" (recorded {_date(line.recorded_at)})"
+        if line.state == "skipped":
+            applied = line.reason or ""
+        columns = [f"{line.state:<16}", f"{line.key:<{width}}", target]
+        columns += [applied] if line.filename else []
+        out.write("  ".join(columns).rstrip() + "\n")
+    counts = [
+        f"{len(report.imported)} {verb}",
+        f"{len(report.already)} already recorded",
+        f"{len(report.problems)} not matched",
+    ]
+    tail = ""
+    if report.import_id is not None:
+        tail = (
+            f" (import {report.import_id}; undo with "
+            f"'alley import-history --undo --import-id {report.import_id}')"
+        )
+    elif report.dry_run:
+        tail = " (dry run: nothing written)"
+    out.write(", ".join(counts) + tail + "\n")
 
 
 def history(entries: Sequence[LogEntry], out: TextIO | None = None) -> None:
