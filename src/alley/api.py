@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from alley.autogenerate import AutogenerateReport, CheckReport
     from alley.dry_run import StepForecast
     from alley.fleet import FleetReport, OutcomeCallback
+    from alley.rehearsal import RehearsalReport, RehearsedCallback
 from alley.plugins import plugin_infos
 from alley.settings import Settings
 
@@ -676,6 +677,39 @@ def over_databases(
     )
 
 
+def rehearse(
+    settings: Settings,
+    *,
+    sample: int | None = None,
+    keep: bool = False,
+    project: Engine | None = None,
+    on_migration: RehearsedCallback | None = None,
+) -> RehearsalReport:
+    """``alley test``: rehearse every pending migration -- up, down, up again -- on a
+    throwaway copy of the database (its collections' structure and the first
+    ``sample`` documents of each by ``_id``; 100 by default, 0 for structure only), and
+    report which are irreversible, which are not repeatable, and how long each phase
+    took (:mod:`alley.rehearsal`). The real database is only read: no lock, no run log,
+    no record. The copy is dropped at the end, also on failure, Ctrl-C and SIGTERM,
+    unless ``keep``. ``on_migration`` is called with each migration's result as it is
+    done.
+
+    :raises UsageError: ``sample`` is negative.
+    :raises ConfigError: a pending file fails ``up``'s pre-flight (exit 3).
+    """
+    from alley.rehearsal import DEFAULT_SAMPLE
+    from alley.rehearsal import rehearse as run_rehearsal
+
+    engine = project or Engine(settings)
+    with engine.attributed():
+        return run_rehearsal(
+            engine,
+            sample=DEFAULT_SAMPLE if sample is None else sample,
+            keep=keep,
+            on_migration=on_migration,
+        )
+
+
 def check(
     settings: Settings,
     *,
@@ -749,6 +783,7 @@ __all__ = [
     "plan_up",
     "plugins",
     "redo",
+    "rehearse",
     "status",
     "undo_import",
     "unlock",

@@ -891,6 +891,40 @@ def verify(ctx: typer.Context, as_json: JsonOption = False) -> None:
         raise typer.Exit(ExitCode.INTEGRITY)
 
 
+@app.command("test", options_metavar="[OPTIONS]")
+def rehearse(
+    ctx: typer.Context,
+    sample: Annotated[
+        int,
+        typer.Option(
+            "--sample",
+            metavar="N",
+            help="Documents copied per collection, first by _id (0: structure only).",
+        ),
+    ] = 100,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the throwaway database; print its name.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Rehearse pending migrations (up, down, up) on a throwaway copy of the database.
+
+    Exit 6 when one is irreversible or not repeatable, 1 when one raised.
+    """
+    from alley import api, render
+
+    _say_where(ctx)
+    on_migration = None if as_json else (lambda item: typer.echo(render.rehearsal_line(item)))
+    report = api.rehearse(ctx.obj, sample=sample, keep=keep, on_migration=on_migration)
+    render.notes(report.notes)
+    if as_json:
+        render.print_json(report.as_dict())
+    else:
+        render.rehearsal_summary(report)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
 @app.command("plugins", options_metavar="[OPTIONS]")
 def list_plugins(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List the loaded plugins, their versions and the hooks they implement."""

@@ -819,3 +819,55 @@ def fleet_data(report: Any, settings: Settings | None = None) -> dict[str, Any]:
         "notes": list(report.notes),
         "stopped": report.stopped,
     }
+
+
+# ---------------------------------------------------------------------------
+# alley test (alley.rehearsal)
+# ---------------------------------------------------------------------------
+
+
+def rehearsal_line(item: Any) -> str:
+    """One migration of ``alley test``: its phases' times, then ``ok``, ``FAILED``,
+    ``IRREVERSIBLE: down left ...`` and/or ``NOT REPEATABLE: up again left ...``."""
+    from alley.rehearsal import PHASES
+
+    if not item.ran:
+        return f"{item.filename}  not run (a migration before it failed)"
+    times = "  ".join(
+        f"{phase.split()[0]} {seconds:.2f}s"
+        for phase, seconds in zip(PHASES, item.durations, strict=False)
+    )
+    head = f"{item.filename}  {times}".rstrip()
+    verdicts = []
+    if item.failed_phase is not None:
+        verdicts.append(f"FAILED ({item.failed_phase}): {item.error}")
+    if item.irreversible:
+        verdicts.append(f"IRREVERSIBLE: down left {', '.join(item.irreversible)}")
+    if item.not_repeatable:
+        verdicts.append(f"NOT REPEATABLE: up again left {', '.join(item.not_repeatable)}")
+    return f"{head}  {'; '.join(verdicts) or 'ok'}"
+
+
+def rehearsal_summary(report: Any, out: TextIO | None = None) -> None:
+    """``alley test``'s last lines: the counts, and what became of the throwaway."""
+    out = out or sys.stdout
+    if report.throwaway is None:
+        out.write("nothing to do\n")
+        return
+    counts: dict[str, int] = {}
+    for item in report.migrations:
+        for word in item.result.split(", "):
+            counts[word] = counts.get(word, 0) + 1
+    order = ("ok", "irreversible", "not repeatable", "failed", "not run")
+    rehearsed = sum(1 for m in report.migrations if m.ran)
+    parts = ", ".join(f"{counts[w]} {w}" for w in order if counts.get(w))
+    copied = sum(report.seeded.values())
+    out.write(
+        f"{rehearsed} rehearsed: {parts} (on a copy of {report.database}: "
+        f"{len(report.seeded)} collection{'s' * (len(report.seeded) != 1)}, "
+        f"{copied} document{'s' * (copied != 1)}, --sample {report.sample})\n"
+    )
+    if report.kept:
+        out.write(f"kept the throwaway database {report.throwaway}\n")
+    else:
+        out.write(f"dropped the throwaway database {report.throwaway}\n")

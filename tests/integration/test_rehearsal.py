@@ -1,0 +1,366 @@
+"""``alley test``: pending migrations rehearsed (up, down, up again) on a throwaway
+copy of the database, against the real server.
+
+The sample project has two applied migrations and five pending ones: a ``step``
+backfill, an async one and a collection-creating one that are all reversible and
+repeatable, a planted *irreversible* one (its ``down`` forgets a field and an index)
+and a planted *not repeatable* one (it inserts a document with a fresh ``ObjectId``).
+Every test checks that the real database -- every collection, alley's history, lock
+and log included -- is byte for byte what it was (raw BSON of each document,
+``listIndexes``, the collection names), and that no throwaway database is left.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
+
+from conftest import Project, finish, wait_for
+
+OK, MIGRATION_FAILED, INTEGRITY = 0, 1, 6
+INTERRUPTED, TERMINATED = 130, 143
+DOCS = Path(__file__).parents[2] / "docs" / "rehearsal.md"
+
+APPLIED = {
+    "0001_users.py": """
+def up(db):
+    db.users.create_index("email", unique=True)
+    db.users.insert_many([{"_id": i, "email": f"u{i}@example.com", "name": f"u{i}"}
+                          for i in range(1, 6)])
+
+
+def down(db):
+    db.users.drop()
+""",
+    "0002_events.py": """
+def up(db):
+    db.events.insert_many([{"_id": i, "event": "signup"} for i in range(1, 4)])
+    db.orders.insert_many([{"_id": i, "total": i * 10} for i in range(1, 5)])
+
+
+def down(db):
+    db.events.drop()
+    db.orders.drop()
+""",
+}
+
+PENDING = {
+    # Good: a batch helper (def up(db, step)) and a plain down.
+    "0003_status.py": """
+def up(db, step):
+    step.backfill(
+        "users",
+        where={"status": {"$exists": False}},
+        transform=lambda user: {"$set": {"status": "active"}},
+    )
+
+
+def down(db):
+    db.users.update_many({}, {"$unset": {"status": ""}})
+""",
+    # Irreversible: down forgets the field and the index it replaced.
+    "0004_tiers.py": """
+def up(db):
+    if "email_1" in db.users.index_information():
+        db.users.drop_index("email_1")
+    db.users.create_index([("email", 1), ("name", 1)], unique=True)
+    db.users.update_many({}, {"$set": {"tier": "free"}})
+
+
+def down(db):
+    db.users.drop_index("email_1_name_1")
+""",
+    # Not repeatable: a fresh ObjectId each time up runs.
+    "0005_audit.py": """
+from bson import ObjectId
+
+
+def up(db):
+    db.events.insert_one({"_id": ObjectId(), "event": "migrated"})
+
+
+def down(db):
+    db.events.delete_many({"event": "migrated"})
+""",
+    # Good: async.
+    "0006_flags.py": """
+async def up(db):
+    await db.flags.insert_one({"_id": "dark_mode", "on": False})
+
+
+async def down(db):
+    await db.flags.drop()
+""",
+    # Good: a new collection with an index, dropped by down.
+    "0007_reports.py": """
+def up(db):
+    db.create_collection("reports")
+    db.reports.create_index("day")
+
+
+def down(db):
+    db.reports.drop()
+""",
+}
+
+
+def raw_state(db: Any) -> dict[str, Any]:
+    """Every collection of ``db``: its documents as raw BSON in ``_id`` order and its
+    ``listIndexes`` output; the collection names are the keys."""
+    raw = CodecOptions(document_class=RawBSONDocument)
+    return {
+        name: (
+            [d.raw for d in db.get_collection(name, codec_options=raw).find().sort("_id", 1)],
+            [dict(i) for i in db[name].list_indexes()],
+        )
+        for name in sorted(db.list_collection_names())
+    }
+
+
+def comparable(output: str) -> str:
+    """``alley test``'s output without what differs from run to run: times, the
+    throwaway database's random part."""
+    output = re.sub(r"\d+\.\d\ds", "0.00s", output)
+    return re.sub(r"_alley_test_[0-9a-f]{6}", "_alley_test_XXXXXX", output)
+
+
+def throwaways(db: Any) -> list[str]:
+    return [n for n in db.client.list_database_names() if n.startswith(f"{db.name}_alley_test_")]
+
+
+def sample_project(project: Project, pending: dict[str, str] | None = None) -> None:
+    """The applied migrations, applied by alley (so its history, lock and log
+    collections exist), then the pending ones written."""
+    for filename, source in APPLIED.items():
+        (project.folder / filename).write_text(source)
+    applied = project.alley("up")
+    assert applied.returncode == OK, applied.output
+    for filename, source in (PENDING if pending is None else pending).items():
+        (project.folder / filename).write_text(source)
+
+
+@pytest.fixture
+def before(project: Project, mongo_db: Any) -> dict[str, Any]:
+    sample_project(project)
+    state = raw_state(mongo_db)
+    assert {"db_migrations", "db_migrations_lock", "db_migrations_log"} <= set(state)
+    return state
+
+
+def test_finds_the_irreversible_and_the_not_repeatable_ones(
+    project: Project, mongo_db: Any, before: dict[str, Any]
+) -> None:
+    result = project.alley("test")
+
+    assert result.returncode == INTEGRITY, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines[:5]] == list(PENDING)
+    verdicts = {line.split()[0]: line.split("s  ", 3)[-1] for line in lines[:5]}
+    assert verdicts == {
+        "0003_status.py": "ok",
+        "0004_tiers.py": "IRREVERSIBLE: down left users changed (5 documents), "
+        "index users.email_1 missing",
+        "0005_audit.py": "NOT REPEATABLE: up again left events changed (2 documents)",
+        "0006_flags.py": "ok",
+        "0007_reports.py": "ok",
+    }
+    for line in lines[:5]:  # each phase timed
+        assert re.match(r"\S+  up \d+\.\d\ds  down \d+\.\d\ds  up \d+\.\d\ds  [A-Zo]", line), line
+    assert lines[5] == (
+        "5 rehearsed: 3 ok, 1 irreversible, 1 not repeatable (on a copy of "
+        f"{mongo_db.name}: 3 collections, 12 documents, --sample 100)"
+    )
+    assert lines[6].startswith(f"dropped the throwaway database {mongo_db.name}_alley_test_")
+    # docs/rehearsal.md shows this very run (database "shop"), but for times and names.
+    shown = DOCS.read_text().split("$ alley test\n", 1)[1].split("```", 1)[0]
+    assert comparable(result.stdout.replace(mongo_db.name, "shop")) == comparable(shown)
+    assert raw_state(mongo_db) == before
+    assert throwaways(mongo_db) == []
+
+
+def test_json(project: Project, mongo_db: Any, before: dict[str, Any]) -> None:
+    result = project.alley("test", "--json")
+
+    assert result.returncode == INTEGRITY, result.output
+    data = json.loads(result.stdout)
+    assert {m["filename"]: m["result"] for m in data["migrations"]} == {
+        "0003_status.py": "ok",
+        "0004_tiers.py": "irreversible",
+        "0005_audit.py": "not repeatable",
+        "0006_flags.py": "ok",
+        "0007_reports.py": "ok",
+    }
+    tiers = data["migrations"][1]
+    assert tiers["irreversible"] == ["users changed (5 documents)", "index users.email_1 missing"]
+    assert tiers["not_repeatable"] == []
+    assert set(tiers["durations_s"]) == {"up", "down", "up_again"}
+    assert data["seeded"] == {"events": 3, "orders": 4, "users": 5}
+    assert (data["ok"], data["exit_code"], data["kept"]) == (False, INTEGRITY, False)
+    assert data["database"] == mongo_db.name
+    assert raw_state(mongo_db) == before
+    assert throwaways(mongo_db) == []
+
+
+def test_keep_and_sample(project: Project, mongo_db: Any, before: dict[str, Any]) -> None:
+    result = project.alley("test", "--sample", "2", "--keep")
+
+    assert result.returncode == INTEGRITY, result.output
+    kept = result.stdout.splitlines()[-1].removeprefix("kept the throwaway database ")
+    assert throwaways(mongo_db) == [kept]
+    copy = mongo_db.client[kept]
+    try:
+        # orders: no pending migration touches it: its first 2 documents by _id.
+        assert list(copy.orders.find().sort("_id", 1)) == [
+            {"_id": 1, "total": 10},
+            {"_id": 2, "total": 20},
+        ]
+        assert copy.users.count_documents({}) == 2
+        # The copy is as the rehearsal left it: every pending migration applied once.
+        assert copy.reports.index_information().keys() == {"_id_", "day_1"}
+        assert copy.users.index_information().keys() == {"_id_", "email_1_name_1"}
+        # None of alley's own collections was copied.
+        assert not [n for n in copy.list_collection_names() if n.startswith("db_migrations")]
+        # The many-databases commands' patterns do not take it for a tenant.
+        fleet = project.alley("--databases", f"{mongo_db.name}*", "status", "--json")
+        assert fleet.returncode == OK, fleet.output
+        assert [d["database"] for d in json.loads(fleet.stdout)["databases"]] == [mongo_db.name]
+    finally:
+        mongo_db.client.drop_database(kept)
+    assert raw_state(mongo_db) == before
+
+
+def test_sample_0_copies_structure_only(
+    project: Project, mongo_db: Any, before: dict[str, Any]
+) -> None:
+    result = project.alley("test", "--sample", "0", "--json")
+
+    data = json.loads(result.stdout)
+    assert set(data["seeded"].values()) == {0}, data["seeded"]
+    # No users: the backfill and the $set change nothing; the dropped index still shows.
+    tiers = next(m for m in data["migrations"] if m["filename"] == "0004_tiers.py")
+    assert tiers["irreversible"] == ["index users.email_1 missing"]
+    assert raw_state(mongo_db) == before
+    assert throwaways(mongo_db) == []
+
+
+def test_a_migration_that_raises_stops_the_rehearsal(project: Project, mongo_db: Any) -> None:
+    pending = {
+        "0003_status.py": PENDING["0003_status.py"],
+        "0004_broken.py": """
+def up(db):
+    db.users.update_many({}, {"$set": {"x": 1}})
+
+
+def down(db):
+    raise RuntimeError("cannot undo x")
+""",
+        "0005_audit.py": PENDING["0005_audit.py"],
+    }
+    sample_project(project, pending)
+    state = raw_state(mongo_db)
+
+    result = project.alley("test")
+
+    assert result.returncode == MIGRATION_FAILED, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("0003_status.py  up ")
+    assert lines[0].endswith("  ok")
+    assert lines[1].startswith("0004_broken.py  up ")
+    assert "  FAILED (down): RuntimeError: cannot undo x (at " in lines[1], lines[1]
+    assert lines[1].endswith("0004_broken.py:7)"), lines[1]
+    assert lines[2] == "0005_audit.py  not run (a migration before it failed)"
+    assert lines[3].startswith("2 rehearsed: 1 ok, 1 failed, 1 not run (on a copy of ")
+    assert raw_state(mongo_db) == state
+    assert throwaways(mongo_db) == []
+
+
+def test_nothing_pending(project: Project, mongo_db: Any) -> None:
+    sample_project(project, {})
+    state = raw_state(mongo_db)
+
+    result = project.alley("test")
+
+    assert (result.returncode, result.stdout) == (OK, "nothing to do\n"), result.output
+    assert raw_state(mongo_db) == state
+    assert throwaways(mongo_db) == []
+
+
+WAITING = """
+import os, time
+
+
+def up(db):
+    db.users.update_many({{}}, {{"$set": {{"seen": 1}}}})
+    open({waiting!r}, "w").close()
+    while True:
+        time.sleep(0.05)
+
+
+def down(db):
+    db.users.update_many({{}}, {{"$unset": {{"seen": ""}}}})
+"""
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, INTERRUPTED), (signal.SIGTERM, TERMINATED)]
+)
+def test_a_stopped_rehearsal_leaves_no_throwaway_database(
+    project: Project, mongo_db: Any, signum: int, code: int
+) -> None:
+    waiting = project.root / "waiting"
+    sample_project(project, {"0003_wait.py": WAITING.format(waiting=str(waiting))})
+    state = raw_state(mongo_db)
+
+    rehearsal = project.spawn("test")
+    try:
+        wait_for(waiting.exists, timeout=60, what="the migration to start")
+        assert len(throwaways(mongo_db)) == 1  # it runs on the copy
+        rehearsal.send_signal(signum)
+        result = finish(rehearsal, timeout=60)
+    finally:
+        if rehearsal.poll() is None:
+            rehearsal.kill()
+
+    assert result.returncode == code, result.output
+    assert result.stderr.endswith(
+        "terminated (SIGTERM)\n" if signum == signal.SIGTERM else "interrupted\n"
+    ), result.stderr
+    assert raw_state(mongo_db) == state
+    assert throwaways(mongo_db) == []
+
+
+def test_a_transactional_migration_is_refused_as_up_refuses_it(
+    project: Project, mongo_db: Any, server_capabilities: Any
+) -> None:
+    if server_capabilities.transactions:
+        pytest.skip("this server has transactions: up would not refuse")
+    transactional = "transaction = True\n\n\ndef up(db):\n    pass\n\n\ndef down(db):\n    pass\n"
+    sample_project(project, {"0003_tx.py": transactional})
+    state = raw_state(mongo_db)
+
+    rehearsal = project.alley("test")
+    up = project.alley("up", "--plan")
+
+    assert rehearsal.returncode == up.returncode == 3, rehearsal.output
+    assert rehearsal.stderr == up.stderr
+    assert "transaction" in rehearsal.stderr
+    assert rehearsal.stdout == ""
+    assert raw_state(mongo_db) == state
+    assert throwaways(mongo_db) == []
+
+
+def test_a_negative_sample_is_a_usage_error(project: Project, mongo_db: Any) -> None:
+    sample_project(project)
+
+    result = project.alley("test", "--sample", "-1")
+
+    assert (result.returncode, result.stdout) == (2, ""), result.output
+    assert result.stderr == "alley: error: --sample must be 0 or more, not -1\n"
+    assert throwaways(mongo_db) == []
