@@ -905,6 +905,7 @@ def rehearse(
     keep: Annotated[
         bool, typer.Option("--keep", help="Keep the throwaway database; print its name.")
     ] = False,
+    no_lint: NoLintOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Rehearse pending migrations (up, down, up) on a throwaway copy of the database.
@@ -913,6 +914,7 @@ def rehearse(
     """
     from alley import api, render
 
+    _without_lint(ctx, no_lint)
     _say_where(ctx)
     on_migration = None if as_json else (lambda item: typer.echo(render.rehearsal_line(item)))
     report = api.rehearse(ctx.obj, sample=sample, keep=keep, on_migration=on_migration)

@@ -364,3 +364,41 @@ def test_a_negative_sample_is_a_usage_error(project: Project, mongo_db: Any) -> 
     assert (result.returncode, result.stdout) == (2, ""), result.output
     assert result.stderr == "alley: error: --sample must be 0 or more, not -1\n"
     assert throwaways(mongo_db) == []
+
+
+def test_from_python(project: Project, mongo_db: Any, before: dict[str, Any]) -> None:
+    from alley import api
+    from alley.settings import load_settings
+
+    settings = load_settings({"path": project.root, "url": project.uri}, environ={})
+    seen: list[str] = []
+    report = api.rehearse(settings, sample=1, on_migration=lambda m: seen.append(m.result))
+
+    assert seen == ["ok", "irreversible", "not repeatable", "ok", "ok"]
+    assert [m.filename for m in report.irreversible] == ["0004_tiers.py"]
+    assert [m.filename for m in report.not_repeatable] == ["0005_audit.py"]
+    assert report.exit_code == INTEGRITY
+    assert dict(report.seeded) == {"events": 1, "orders": 1, "users": 1}
+    assert report.throwaway is not None
+    assert report.throwaway.startswith(f"{mongo_db.name}_alley_test_")
+    assert raw_state(mongo_db) == before
+    assert throwaways(mongo_db) == []
+
+
+def test_lint_errors_are_refused_as_up_refuses_them(project: Project, mongo_db: Any) -> None:
+    old = "def up(db):\n    db.users.save({'_id': 9})\n\n\ndef down(db):\n    pass\n"
+    sample_project(project, {"0003_old.py": old})
+    state = raw_state(mongo_db)
+
+    refused = project.alley("test")
+    up = project.alley("up", "--plan")
+    anyway = project.alley("test", "--no-lint")
+
+    assert refused.returncode == up.returncode == 3, refused.output
+    assert refused.stderr == up.stderr
+    assert "pymongo3-removed" in refused.stderr
+    # Without lint it runs, and fails where a real up would fail.
+    assert anyway.returncode == MIGRATION_FAILED, anyway.output
+    assert anyway.stdout.startswith("0003_old.py  FAILED (up): TypeError: ")
+    assert raw_state(mongo_db) == state
+    assert throwaways(mongo_db) == []
