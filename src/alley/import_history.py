@@ -24,9 +24,11 @@ Three parts, each testable on its own:
 An imported record is a record like ``alley mark ID --applied`` writes: the file's
 current checksum (drift is detected from now on), ``fake: true``, and in ``extra``
 ``imported_from`` (the tool), ``imported_entry`` (what the tool recorded),
-``imported_collection``, ``import_id`` (one per import, what ``--undo`` removes by) and
-``imported_at``. Its date is the tool's applied date (a store moves a date forward only
-when it is older than a record already there; the report shows the date stored).
+``imported_collection``, ``import_id`` (one per import, what ``--undo`` removes by),
+``imported_at`` and ``imported_applied_at`` (the tool's date). Its date is the tool's
+applied date, unless the store moves it forward: dates only move forward in a history
+store, so a migration alley applied before the import dates the imported records after
+it (the report shows the date stored; ``imported_applied_at`` keeps the tool's).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ IMPORTED_ENTRY = "imported_entry"
 IMPORTED_COLLECTION = "imported_collection"
 IMPORT_ID = "import_id"
 IMPORTED_AT = "imported_at"
+IMPORTED_APPLIED_AT = "imported_applied_at"
 
 # Leading digits (the id), one optional separator, the rest (the name), of a file stem.
 _KEY = re.compile(r"^(?P<id>\d+)?[-_. ]?(?P<name>.*)$")
@@ -331,7 +334,7 @@ class ImportMismatch(IntegrityError):
             f"{len(problems)} of {len(report.lines)} {report.tool} entries "
             f"(collection {report.collection!r}) do not map to exactly one alley "
             "migration; nothing was imported",
-            hint="name the alley files after them (same id or name), or pass "
+            hint="give the alley files the ids or names of the entries, or pass "
             "--skip-unmatched to import the others",
         )
         self.report = report
@@ -480,6 +483,7 @@ def _write(
                 IMPORTED_COLLECTION: collection,
                 IMPORT_ID: import_id,
                 IMPORTED_AT: now,
+                IMPORTED_APPLIED_AT: m.entry.applied_at,
             },
         )
         run.lease.fence()

@@ -664,8 +664,9 @@ def import_report(report: Any, out: TextIO | None = None) -> None:
         f"{report.tool} history in collection {report.collection}: {len(report.lines)} entries\n"
     )
     width = max((len(line.key) for line in report.lines), default=0)
+    files = max((len(line.filename or "") for line in report.lines), default=0)
     for line in report.lines:
-        target = f"-> {line.filename}" if line.filename else (line.reason or "")
+        target = f"-> {line.filename:<{files}}" if line.filename else (line.reason or "")
         applied = f"applied {_date(line.applied_at)}" if line.applied_at else "no applied date"
         if line.filename and line.recorded_at and line.recorded_at != line.applied_at:
             applied += f" (recorded {_date(line.recorded_at)})"
