@@ -476,10 +476,10 @@ def render_migration(
         kind: sum(1 for c in changes if c.kind == kind) for kind in ("missing", "differs", "extra")
     }
     summary = [
-        f"{counts['missing']} to create" if counts["missing"] else "",
-        f"{counts['differs']} to rebuild with the models' options" if counts["differs"] else "",
+        f"- {counts['missing']} to create" if counts["missing"] else "",
+        f"- {counts['differs']} to rebuild with the models' options" if counts["differs"] else "",
         (
-            f"{counts['extra']} that no model declares to drop"
+            f"- {counts['extra']} that no model declares, to drop"
             + ("" if drop else " (commented out: --drop drops them)")
         )
         if counts["extra"]
@@ -488,8 +488,8 @@ def render_migration(
     lines = [
         f'"""{name}',
         "",
-        f"Written by alley create --autogenerate from {', '.join(models)}:",
-        f"indexes {'; '.join(s for s in summary if s)}.",
+        f"Written by alley create --autogenerate from {', '.join(models)}. Indexes:",
+        *[s for s in summary if s],
         '"""',
         "",
         "from alley.indexes import drop_index, ensure_index",

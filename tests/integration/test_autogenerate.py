@@ -14,6 +14,7 @@ the ``listIndexes`` of before.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -277,3 +278,77 @@ def test_models_from_the_environment(project: Project, mongo_db: Any) -> None:
     result = project.alley("check", env={"ALLEY_MODELS": "shop.basic"})
     assert result.returncode == INTEGRITY, result.output
     assert "missing: supplier c_1 (unique) declared by shop.basic.Supplier" in result.stdout
+
+
+DOCS = Path(__file__).parents[2] / "docs" / "models.md"
+
+
+def documented_runs() -> list[tuple[list[str], str]]:
+    """Every ``$ alley ARGS`` block of docs/models.md, in order, with its output."""
+    blocks = re.findall(r"```console\n\$ alley (.*?)\n(.*?)```", DOCS.read_text(), re.S)
+    return [(args.split(), output) for args, output in blocks]
+
+
+def documented_file(name: str) -> str:
+    return DOCS.read_text().split(f"`{name}`:\n\n```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_docs_models_page_is_this_run(project: Project, mongo_db: Any) -> None:
+    """docs/models.md: its models are the sample's, and each command it shows prints
+    what is shown, and writes the files shown, in /tmp/demo."""
+    page = DOCS.read_text()
+    assert (SAMPLE / "basic.py").read_text() in page
+    shop(project, "shop.basic")
+    prepare(mongo_db)
+    codes = {"check": [INTEGRITY, INTEGRITY, INTEGRITY], "create": [OK, OK, OK]}
+    runs = documented_runs()
+    assert [args[0] for args in (r[0] for r in runs)] == [
+        "check",
+        "create",
+        "check",
+        "create",
+        "create",
+        "check",
+    ]
+    for args, output in runs:
+        result = project.alley(*args)
+        assert result.returncode == codes[args[0]].pop(0), result.output
+        assert result.stdout.replace(str(project.root), "/tmp/demo") == output, args
+        if args[:2] == ["create", "add_model_indexes"]:
+            written = project.folder / "0001_add_model_indexes.py"
+            assert written.read_text() == documented_file(
+                "/tmp/demo/migrations/0001_add_model_indexes.py"
+            )
+            assert project.alley("up").returncode == OK
+        if args[:2] == ["create", "drop_legacy"]:
+            written = project.folder / "0002_drop_legacy.py"
+            assert written.read_text() == documented_file(
+                "/tmp/demo/migrations/0002_drop_legacy.py"
+            )
+
+    refused = project.alley("create", "more", "--autogenerate")
+    assert refused.returncode == PENDING
+    shown = page.split("### Pending migrations", 1)[1].split("```text\n", 1)[1]
+    assert refused.stderr == shown.split("```", 1)[0]
+
+
+def test_docs_models_python_example_runs(
+    project: Project, mongo_db: Any, mongo_db_uri: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """docs/models.md's Python example, with this test's server and project folder."""
+    example = DOCS.read_text().split("## From Python\n\n```python\n", 1)[1].split("```", 1)[0]
+    assert '"mongodb://localhost/shop"' in example
+    shop(project, None)
+    monkeypatch.chdir(project.root)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for name in [m for m in sys.modules if m == "shop" or m.startswith("shop.")]:
+        monkeypatch.delitem(sys.modules, name)
+    try:
+        exec(compile(example.replace("mongodb://localhost/shop", mongo_db_uri), "docs", "exec"), {})
+    finally:
+        for name in [m for m in sys.modules if m == "shop" or m.startswith("shop.")]:
+            del sys.modules[name]
+    printed = capsys.readouterr().out.splitlines()
+    assert "missing: supplier c_1 (unique) declared by shop.basic.Supplier" in printed
+    assert printed[-1] == f"created {project.folder / '0001_add_indexes.py'}"
+    assert "def down(db):" in (project.folder / "0001_add_indexes.py").read_text()

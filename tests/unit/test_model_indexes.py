@@ -318,7 +318,13 @@ def changes_for_render() -> list[model_indexes.IndexChange]:
 def test_the_migration_creates_rebuilds_and_comments_out_drops() -> None:
     source = render_migration(changes_for_render(), name="idx", models=["m"], drop=False)
     ast.parse(source)
-    assert source.startswith('"""idx\n\nWritten by alley create --autogenerate from m:\n')
+    assert source.startswith(
+        '"""idx\n\nWritten by alley create --autogenerate from m. Indexes:\n'
+        "- 1 to create\n"
+        "- 1 to rebuild with the models' options\n"
+        "- 1 that no model declares, to drop (commented out: --drop drops them)\n"
+        '"""\n'
+    )
     assert "    # unique: tests.unit.test_model_indexes.Unique\n" in source.replace(
         __name__, "tests.unit.test_model_indexes"
     )
