@@ -51,8 +51,8 @@ THROWAWAY_INFIX = "_alley_test_"
 THROWAWAY_PATTERN = re.compile(r"_alley_test_[0-9a-f]{6}\Z")
 #: MongoDB refuses database names of 64 bytes or more.
 MAX_DATABASE_NAME = 63
-#: The phases of each migration, in order.
-PHASES = ("up", "down", "up again")
+#: The phases of each migration, in order; the last only for ``idempotent = True``.
+PHASES = ("up", "down", "up again", "up over itself")
 #: The exit code when a migration is irreversible or not repeatable.
 FOUND_EXIT_CODE = ExitCode.INTEGRITY
 
@@ -188,6 +188,9 @@ class Rehearsed:
         ``up`` (empty: reversible).
     :ivar not_repeatable: how the state after the second ``up`` differs from the state
         after the first (empty: repeatable).
+    :ivar not_idempotent: for a migration that declares ``idempotent = True`` (alley
+        runs it again after a failure without asking), how the state after a third
+        ``up``, over the second's complete result, differs from it (empty: it is).
     :ivar failed_phase: the phase that raised, if one did; :ivar error: its error.
     :ivar ran: whether it was rehearsed at all (one before it failed: not).
     """
@@ -197,6 +200,7 @@ class Rehearsed:
     durations: tuple[float, ...] = ()
     irreversible: tuple[str, ...] = ()
     not_repeatable: tuple[str, ...] = ()
+    not_idempotent: tuple[str, ...] = ()
     failed_phase: str | None = None
     error: str | None = None
     ran: bool = True
@@ -205,7 +209,7 @@ class Rehearsed:
     def result(self) -> str:
         """``ok``, ``not run``, or what went wrong, comma-separated: ``failed``,
         ``irreversible`` (with ``failed`` when up again raised after such a down),
-        ``not repeatable``."""
+        ``not repeatable``, ``not idempotent``."""
         if not self.ran:
             return "not run"
         found = [
@@ -214,6 +218,7 @@ class Rehearsed:
                 ("failed", self.failed_phase is not None),
                 ("irreversible", bool(self.irreversible)),
                 ("not repeatable", bool(self.not_repeatable)),
+                ("not idempotent", bool(self.not_idempotent)),
             )
             if what
         ]
@@ -251,13 +256,17 @@ class RehearsalReport:
         return tuple(m for m in self.migrations if m.not_repeatable)
 
     @property
+    def not_idempotent(self) -> tuple[Rehearsed, ...]:
+        return tuple(m for m in self.migrations if m.not_idempotent)
+
+    @property
     def exit_code(self) -> int:
         """0: every migration reversible and repeatable (or none pending); 1: one
-        raised (the rehearsal stopped there); 6: one or more irreversible or not
-        repeatable."""
+        raised (the rehearsal stopped there); 6: one or more irreversible, not
+        repeatable, or declared idempotent and not."""
         if self.failed is not None:
             return int(ExitCode.MIGRATION_FAILED)
-        if self.irreversible or self.not_repeatable:
+        if self.irreversible or self.not_repeatable or self.not_idempotent:
             return int(FOUND_EXIT_CODE)
         return int(ExitCode.OK)
 
@@ -279,6 +288,7 @@ class RehearsalReport:
                     },
                     "irreversible": list(m.irreversible),
                     "not_repeatable": list(m.not_repeatable),
+                    "not_idempotent": list(m.not_idempotent),
                     "failed": None
                     if m.failed_phase is None
                     else {"phase": m.failed_phase, "error": m.error},
@@ -468,14 +478,22 @@ def _rehearse_one(
     step: MigrationStatus,
     modules: Mapping[str, LoadedMigration],
 ) -> Rehearsed:
-    """up, down, up again; a snapshot before and after each."""
+    """up, down, up again (and up over itself, for ``idempotent = True``); a snapshot
+    before and after each."""
     migration = step.migration
     assert migration is not None  # planning refuses steps without a file
     filename = migration.filename
+    declared_idempotent = getattr(modules[filename], "idempotent", False) is True
     durations: list[float] = []
     shots = [take_snapshot(target)]
-    for phase in PHASES:
+    for phase in PHASES if declared_idempotent else PHASES[:3]:
         direction = Direction.DOWN if phase == "down" else Direction.UP
+        if phase == "up over itself":
+            # As alley's retry runs it: over what it did, its record forgotten (in the
+            # rehearsal's own history).
+            applied = _status_in(run, step.id, filename, Direction.DOWN)
+            assert applied.record is not None
+            run.store.remove_record(applied.record)
         status = _status_in(run, step.id, filename, direction)
         plan = Plan(direction, (status,))
         started = time.perf_counter()
@@ -496,13 +514,14 @@ def _rehearse_one(
             )
         durations.append(results[0].duration_s if results else time.perf_counter() - started)
         shots.append(take_snapshot(target))
-    before, after_up, after_down, after_again = shots
+    before, after_up, after_down, after_again = shots[:4]
     return Rehearsed(
         step.id,
         filename,
         tuple(durations),
         irreversible=differences(before, after_down),
         not_repeatable=differences(after_up, after_again),
+        not_idempotent=differences(after_again, shots[4]) if declared_idempotent else (),
     )
 
 

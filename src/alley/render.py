@@ -830,13 +830,11 @@ def fleet_data(report: Any, settings: Settings | None = None) -> dict[str, Any]:
 def rehearsal_line(item: Any) -> str:
     """One migration of ``alley test``: its phases' times, then ``ok``, ``FAILED``,
     ``IRREVERSIBLE: down left ...`` and/or ``NOT REPEATABLE: up again left ...``."""
-    from alley.rehearsal import PHASES
-
     if not item.ran:
         return f"{item.filename}  not run (a migration before it failed)"
+    names = ("up", "down", "up", "up over itself")  # alley.rehearsal.PHASES, shorter
     times = "  ".join(
-        f"{phase.split()[0]} {seconds:.2f}s"
-        for phase, seconds in zip(PHASES, item.durations, strict=False)
+        f"{name} {seconds:.2f}s" for name, seconds in zip(names, item.durations, strict=False)
     )
     head = f"{item.filename}  {times}".rstrip()
     verdicts = []
@@ -846,6 +844,10 @@ def rehearsal_line(item: Any) -> str:
         verdicts.append(f"IRREVERSIBLE: down left {', '.join(item.irreversible)}")
     if item.not_repeatable:
         verdicts.append(f"NOT REPEATABLE: up again left {', '.join(item.not_repeatable)}")
+    if item.not_idempotent:
+        verdicts.append(
+            f"NOT IDEMPOTENT: up over its own result left {', '.join(item.not_idempotent)}"
+        )
     return f"{head}  {'; '.join(verdicts) or 'ok'}"
 
 
@@ -859,7 +861,7 @@ def rehearsal_summary(report: Any, out: TextIO | None = None) -> None:
     for item in report.migrations:
         for word in item.result.split(", "):
             counts[word] = counts.get(word, 0) + 1
-    order = ("ok", "irreversible", "not repeatable", "failed", "not run")
+    order = ("ok", "irreversible", "not repeatable", "not idempotent", "failed", "not run")
     rehearsed = sum(1 for m in report.migrations if m.ran)
     parts = ", ".join(f"{counts[w]} {w}" for w in order if counts.get(w))
     copied = sum(report.seeded.values())

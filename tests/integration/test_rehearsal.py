@@ -402,3 +402,69 @@ def test_lint_errors_are_refused_as_up_refuses_them(project: Project, mongo_db: 
     assert anyway.stdout.startswith("0003_old.py  FAILED (up): TypeError: ")
     assert raw_state(mongo_db) == state
     assert throwaways(mongo_db) == []
+
+
+IDEMPOTENT = {
+    # Declared idempotent, and it is: its where filter skips what it did.
+    "0003_cents.py": """
+idempotent = True
+
+
+def up(db, step):
+    step.backfill(
+        "orders",
+        where={"total": {"$exists": True}},
+        transform=lambda o: {"$set": {"cents": o["total"] * 100}, "$unset": {"total": ""}},
+    )
+
+
+def down(db, step):
+    step.backfill(
+        "orders",
+        where={"cents": {"$exists": True}},
+        transform=lambda o: {"$set": {"total": o["cents"] // 100}, "$unset": {"cents": ""}},
+    )
+""",
+    # Declared idempotent, and it is not: run over its own result, it adds 1 again.
+    "0004_bump.py": """
+idempotent = True
+
+
+def up(db):
+    db.orders.update_many({}, {"$inc": {"cents": 1}})
+
+
+def down(db):
+    db.orders.update_many({}, {"$inc": {"cents": -1}})
+""",
+}
+
+
+def test_a_migration_declared_idempotent_is_run_over_its_own_result(
+    project: Project, mongo_db: Any
+) -> None:
+    sample_project(project, IDEMPOTENT)
+    state = raw_state(mongo_db)
+
+    result = project.alley("test")
+
+    assert result.returncode == INTEGRITY, result.output
+    lines = result.stdout.splitlines()
+    timed = r"  up \d+\.\d\ds  down \d+\.\d\ds  up \d+\.\d\ds  up over itself \d+\.\d\ds  "
+    assert re.fullmatch(rf"0003_cents\.py{timed}ok", lines[0]), lines[0]
+    assert re.fullmatch(
+        rf"0004_bump\.py{timed}NOT IDEMPOTENT: up over its own result left orders changed "
+        r"\(4 documents\)",
+        lines[1],
+    ), lines[1]
+    assert lines[2].startswith("2 rehearsed: 1 ok, 1 not idempotent (on a copy of ")
+    # docs/rehearsal.md shows this very run (database "shop2").
+    shown = DOCS.read_text().split("### Migrations declared idempotent", 1)[1]
+    shown = shown.split("$ alley test\n", 1)[1].split("```", 1)[0]
+    assert comparable(result.stdout.replace(mongo_db.name, "shop2")) == comparable(shown)
+    data = json.loads(project.alley("test", "--json").stdout)
+    assert [m["result"] for m in data["migrations"]] == ["ok", "not idempotent"]
+    assert data["migrations"][1]["not_idempotent"] == ["orders changed (4 documents)"]
+    assert set(data["migrations"][1]["durations_s"]) == {"up", "down", "up_again", "up_over_itself"}
+    assert raw_state(mongo_db) == state
+    assert throwaways(mongo_db) == []

@@ -72,14 +72,16 @@ def test_verdicts_and_exit_codes() -> None:
     )
     both = Rehearsed(6, "0006_d.py", (0.1, 0.1, 0.1), ("x",), ("y",))
     failed = Rehearsed(7, "0007_e.py", (0.1,), failed_phase="down", error="ValueError: no")
+    twice = Rehearsed(9, "0009_g.py", (0.1,) * 4, not_idempotent=("orders changed (1 document)",))
     skipped = Rehearsed(8, "0008_f.py", ran=False)
-    assert [r.result for r in (ok, gone, again, both, failed, skipped)] == [
+    assert [r.result for r in (ok, gone, again, both, failed, skipped, twice)] == [
         "ok",
         "irreversible",
         "not repeatable",
         "irreversible, not repeatable",
         "failed",
         "not run",
+        "not idempotent",
     ]
 
     def report(*items: Rehearsed) -> RehearsalReport:
@@ -88,6 +90,7 @@ def test_verdicts_and_exit_codes() -> None:
     assert report(ok).exit_code == 0
     assert report(ok, gone).exit_code == 6
     assert report(again).exit_code == 6
+    assert report(ok, twice).exit_code == 6
     assert report(gone, failed, skipped).exit_code == 1  # a raise outranks a finding
     assert RehearsalReport("app", None, False, 100).exit_code == 0  # nothing pending
 
@@ -113,6 +116,14 @@ def test_lines() -> None:
     assert (
         render.rehearsal_line(Rehearsed(5, "0005_z.py", (0.2,), failed_phase="down", error="E: x"))
         == "0005_z.py  up 0.20s  FAILED (down): E: x"
+    )
+    assert render.rehearsal_line(
+        Rehearsed(
+            7, "0007_v.py", (0.1, 0.1, 0.1, 0.1), not_idempotent=("orders changed (4 documents)",)
+        )
+    ) == (
+        "0007_v.py  up 0.10s  down 0.10s  up 0.10s  up over itself 0.10s  NOT IDEMPOTENT: "
+        "up over its own result left orders changed (4 documents)"
     )
     assert (
         render.rehearsal_line(Rehearsed(6, "0006_w.py", ran=False))
