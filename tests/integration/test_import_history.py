@@ -454,3 +454,27 @@ def test_an_import_writes_through_whatever_history_store_the_plugins_provide(
     undone = api.undo_import(settings, project=engine)
     assert undone.removed == ("0001_add_index.py",)
     assert store.read_records() == []
+
+
+def test_records_imported_after_alley_applied_one_are_dated_after_it_keeping_the_tools_date(
+    project: Project, mongo_db: Any
+) -> None:
+    """Dates only move forward in a history store (0.0.3's down starts from the newest):
+    the report says when a record is dated later than the tool applied it."""
+    alley_files(project, "0002_backfill_users.py")
+    assert project.alley("up").returncode == 0
+    alley_files(project, "0001_add_index.py")  # rewritten from the ancestor's, later
+    ran = mongo_db.db_migrations.find_one({"filename": "0002_backfill_users.py"})["date"]
+    long_ago = datetime(2019, 5, 1, 8, 30)
+    mongo_db.migrations.insert_one({"id": 1, "filename": "0001_add_index.py", "date": long_ago})
+
+    result = project.alley("import-history", "--from", "flask-mongoengine-migrations")
+
+    assert result.returncode == 0, result.output
+    record = mongo_db.db_migrations.find_one({"filename": "0001_add_index.py"})
+    assert record["date"] > ran
+    assert record["imported_applied_at"] == long_ago
+    line = result.stdout.splitlines()[1]
+    assert line.endswith(
+        f"applied 2019-05-01 08:30:00 UTC (recorded {record['date']:%Y-%m-%d %H:%M:%S} UTC)"
+    ), line
