@@ -516,3 +516,16 @@ def test_collection_options_are_copied(project: Project, mongo_db: Any) -> None:
         mongo_db.client.drop_database(kept)
     assert (options.get("capped"), options.get("size"), options.get("max")) == (True, 65536, 10)
     assert raw_state(mongo_db) == state
+
+
+def test_refused_over_many_databases(project: Project, mongo_db: Any) -> None:
+    sample_project(project)
+    state = raw_state(mongo_db)
+
+    result = project.alley("--databases", f"{mongo_db.name}*", "test")
+
+    assert (result.returncode, result.stdout) == (2, ""), result.output
+    assert result.stderr.count("\n") == 1
+    assert "'test' works on one database" in result.stderr
+    assert raw_state(mongo_db) == state
+    assert throwaways(mongo_db) == []
