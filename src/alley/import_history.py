@@ -425,7 +425,8 @@ def import_history(
     """Read ``tool``'s history and write an alley record per entry that maps to one
     alley migration without a record. All or nothing about problems: unless
     ``skip_unmatched``, one unmatched or ambiguous entry writes nothing
-    (:class:`ImportMismatch`). A dry run writes nothing and takes no lock."""
+    (:class:`ImportMismatch`). A dry run writes nothing and takes no lock; neither
+    does an import with nothing to write (every entry already recorded)."""
     importer = importer_for(engine, tool)
     name = collection or importer.collection
     entries = read_entries(engine, importer, name)
@@ -435,15 +436,13 @@ def import_history(
     def report(lines: Sequence[ImportLine], import_id: str | None) -> ImportReport:
         return ImportReport(tool, name, import_id, dry_run, tuple(lines), tuple(engine.notes))
 
+    planned = plan_lines(mapped, problems, engine.snapshot().statuses, dry_run=True)
     if dry_run:
-        statuses = engine.snapshot().statuses
-        return report(
-            [line for line, _ in plan_lines(mapped, problems, statuses, dry_run=True)], None
-        )
+        return report([line for line, _ in planned], None)
     if problems and not skip_unmatched:
-        statuses = engine.snapshot().statuses
-        planned = plan_lines(mapped, problems, statuses, dry_run=True)
         raise ImportMismatch(report([line for line, _ in planned], None))
+    if not any(m for _, m in planned):
+        return report([line for line, _ in planned], None)
     import_id = f"{tool}-{secrets.token_hex(4)}"
     with engine.locked("import-history", on_wait) as run:
         assert run.snapshot is not None
@@ -542,6 +541,8 @@ def undo_import(
 
     :raises UsageError: no import has that id.
     """
+    if import_id is None and not imported_records(engine.store.read_records()):
+        return UndoReport(None, None, (), tuple(engine.notes))  # nothing to lock for
     with engine.locked("import-history", on_wait) as run:
         assert run.snapshot is not None
         by_import = imported_records(run.snapshot.records)

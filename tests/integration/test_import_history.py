@@ -295,10 +295,13 @@ def test_a_tools_real_history_is_imported_up_runs_the_rest_and_undo_removes_it(
     assert up.returncode == 0, up.output
     assert alley_ran(mongo_db) == ["0003_rename_field.py"]  # only the rest ran
 
+    locks = mongo_db.db_migrations_lock.count_documents({})
+    assert locks > 0  # the import took the lock
     again = project.alley("import-history", "--from", tool)
     assert again.returncode == 0, again.output
     assert again.stdout.splitlines()[-1] == "0 imported, 2 already recorded, 0 not matched"
     assert mongo_db.db_migrations.count_documents({}) == 3
+    assert mongo_db.db_migrations_lock.count_documents({}) == locks  # nothing to write: no lock
 
     undone = project.alley("import-history", "--undo")
     assert undone.returncode == 0, undone.output
