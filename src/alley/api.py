@@ -231,17 +231,30 @@ def lint(settings: Settings, *, project: Engine | None = None) -> LintReport:
     The rules are every plugin's (``alley_lint_rules``); ``[tool.alley] lint_ignore``
     and ``# alley: ignore[rule]`` comments silence them. The caller decides what an
     error means (the CLI exits 3; ``up``'s pre-flight refuses the plan).
+
+    With the ``models`` setting, the models are imported (never connected) so that the
+    rule ``destructive`` flags an ``$unset`` only of a field a model declares.
     """
     engine = project or Engine(settings)
     with engine.attributed():
         migrations = engine.migrations
         rules = engine.lint_rules()
         ignored = engine.lint_ignores()
+        fields = None
+        if settings.models:
+            from alley.autogenerate import model_fields
+
+            fields = model_fields(settings)
         findings = [
             finding
             for migration in migrations
             for finding in lint_source(
-                migration.filename, migration.location, migration.source, rules, ignore=ignored
+                migration.filename,
+                migration.location,
+                migration.source,
+                rules,
+                ignore=ignored,
+                model_fields=fields,
             )
         ]
     return LintReport(tuple(findings), len(migrations), tuple(engine.notes))

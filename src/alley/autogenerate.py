@@ -99,6 +99,15 @@ def declared(settings: Settings, names: Sequence[str]) -> dict[str, list[Declare
     return model_indexes.declared_indexes(documents)
 
 
+def model_fields(settings: Settings) -> dict[str, dict[str, str]]:
+    """The fields the ``models`` setting's models declare, by collection (for ``alley
+    lint``'s ``destructive`` rule). Imports the models; never connects."""
+    from alley import model_indexes
+
+    documents = model_indexes.import_models(model_modules(settings, None), settings.sys_path)
+    return model_indexes.declared_fields(documents)
+
+
 def pending_files(engine: Engine) -> tuple[str, ...]:
     """The pending migrations' filenames (none when there is no migrations folder)."""
     try:
@@ -169,6 +178,7 @@ __all__ = [
     "CheckReport",
     "autogenerate",
     "check",
+    "model_fields",
     "model_modules",
     "pending_files",
 ]

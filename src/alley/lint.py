@@ -39,12 +39,16 @@ class Source:
     :ivar location: where it came from (a path or URL), printed in findings.
     :ivar text: the Python source.
     :ivar tree: the module's syntax tree (``ast.parse(text)``).
+    :ivar model_fields: with the ``models`` setting, the fields the project's models
+        declare: by collection, each field's stored name and the model declaring it
+        (:func:`alley.model_indexes.declared_fields`); ``None`` without it.
     """
 
     filename: str
     location: str
     text: str
     tree: ast.Module
+    model_fields: Mapping[str, Mapping[str, str]] | None = None
 
     @cached_property
     def functions(self) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
@@ -242,11 +246,12 @@ def lint_source(
     rules: Sequence[Rule],
     *,
     ignore: Iterable[str] = (),
+    model_fields: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[Finding]:
     """Every finding of ``rules`` in one file, minus the silenced ones, by line.
 
     A file that does not parse is one ``syntax`` error finding (``up`` refuses it
-    anyway, when it loads the file)."""
+    anyway, when it loads the file). ``model_fields``: :attr:`Source.model_fields`."""
     ignored = set(ignore)
     try:
         tree = ast.parse(text, filename=location)
@@ -255,7 +260,7 @@ def lint_source(
             return []
         message = f"does not compile: {error.msg}"
         return [Finding(location, error.lineno or 1, SYNTAX_RULE, Severity.ERROR, message)]
-    source = Source(filename, location, text, tree)
+    source = Source(filename, location, text, tree, model_fields)
     silenced = silenced_lines(text)
     findings: list[Finding] = []
     for rule in rules:

@@ -38,7 +38,7 @@ from alley.indexes import (
 #: The MongoEngine private names this module reads: class attributes and methods of a
 #: ``Document`` class, then keys of its ``_meta``. ``tests/unit/test_model_indexes.py``
 #: asserts each still exists.
-MONGOENGINE_PRIVATE_NAMES = ("_meta", "_get_collection_name")
+MONGOENGINE_PRIVATE_NAMES = ("_meta", "_get_collection_name", "_fields")
 #: Keys of ``Document._meta`` read here (``index_specs`` is MongoEngine's own build of
 #: ``meta['indexes']`` merged with unique and geo fields).
 MONGOENGINE_META_KEYS = (
@@ -227,6 +227,21 @@ def collection_of(document: type) -> str:
 def qualified_name(document: type) -> str:
     """``shop.models.User``."""
     return f"{document.__module__}.{document.__qualname__}"
+
+
+def declared_fields(documents: Iterable[type]) -> dict[str, dict[str, str]]:
+    """The fields the models declare, by collection: each field's name as stored
+    (its ``db_field``) and the first class declaring it (``shop.models.User``). For
+    the lint rule ``destructive``: an ``$unset`` of one of these removes data the
+    application still reads."""
+    found: dict[str, dict[str, str]] = {}
+    for document in documents:
+        fields = found.setdefault(collection_of(document), {})
+        for declared in getattr(document, "_fields", {}).values():
+            name = str(getattr(declared, "db_field", None) or getattr(declared, "name", ""))
+            if name and name != "_cls":
+                fields.setdefault(name, qualified_name(document))
+    return found
 
 
 # ---------------------------------------------------------------------------
@@ -578,6 +593,7 @@ __all__ = [
     "collection_of",
     "compare",
     "compare_collection",
+    "declared_fields",
     "declared_indexes",
     "documents_of",
     "import_models",

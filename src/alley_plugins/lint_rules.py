@@ -14,7 +14,7 @@ import ast
 from collections.abc import Iterator, Sequence
 
 from alley.hookspecs import hookimpl
-from alley.lint import Rule, Severity, Source
+from alley.lint import Rule, Severity, Source, root_name
 
 #: Collection methods PyMongo 4 removed, with what replaces each.
 REMOVED = {
@@ -64,18 +64,75 @@ def _empty_filter(call: ast.Call) -> bool:
 
 
 def destructive(source: Source) -> Iterator[tuple[int, str]]:
-    """In anything but ``down`` (which undoes what ``up`` created, often by dropping it)."""
+    """In anything but ``down`` (which undoes what ``up`` created, often by dropping it).
+
+    With the ``models`` setting (:attr:`Source.model_fields`), an ``$unset`` counts only
+    when it removes a field a model declares: of the collection the call is made on
+    when the file says which (``db.users.update_many(...)``, ``db["users"]``), of any
+    model otherwise; an ``$unset`` whose fields are not written out counts always."""
     for call, name in source.method_calls(("drop", "drop_collection", "drop_database")):
         if not source.inside("down", call):
             yield call.lineno, f"{name}() deletes data for good: make sure down can restore it"
     for call, _ in source.method_calls(("delete_many",)):
         if not source.inside("down", call) and _empty_filter(call):
             yield call.lineno, "delete_many({}) deletes every document of the collection"
+    collections = _call_collections(source)
     for node in ast.walk(source.tree):
         if isinstance(node, ast.Dict) and not source.inside("down", node):
-            for key in node.keys:
+            for key, value in zip(node.keys, node.values, strict=True):
                 if isinstance(key, ast.Constant) and key.value == "$unset":
-                    yield key.lineno, "$unset removes a field's values: down cannot restore them"
+                    message = _unset_finding(source, value, collections.get(id(node)))
+                    if message is not None:
+                        yield key.lineno, message
+
+
+def _call_collections(source: Source) -> dict[int, str]:
+    """For each dict literal given to a collection's method whose collection the file
+    names (``db.users.update_many({...}, {...})``, ``db["users"]...``), that name."""
+    found: dict[int, str] = {}
+    for node in ast.walk(source.tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        receiver = node.func.value
+        if root_name(receiver) not in source.database_names:
+            continue
+        name = None
+        if isinstance(receiver, ast.Attribute) and isinstance(receiver.value, ast.Name):
+            name = receiver.attr
+        elif isinstance(receiver, ast.Subscript) and isinstance(receiver.slice, ast.Constant):
+            name = str(receiver.slice.value)
+        if name is None:
+            continue
+        for argument in [*node.args, *(k.value for k in node.keywords)]:
+            for inner in ast.walk(argument):
+                if isinstance(inner, ast.Dict):
+                    found[id(inner)] = name
+    return found
+
+
+def _unset_finding(source: Source, value: ast.expr, collection: str | None) -> str | None:
+    generic = "$unset removes a field's values: down cannot restore them"
+    models = source.model_fields
+    if models is None:
+        return generic
+    if not isinstance(value, ast.Dict) or not all(
+        isinstance(k, ast.Constant) and isinstance(k.value, str) for k in value.keys
+    ):
+        return generic  # the fields are computed: they may be declared ones
+    if collection is not None:
+        declared = dict(models.get(collection, {}))
+    else:
+        declared = {f: by for fields in models.values() for f, by in fields.items()}
+    for key in value.keys:
+        assert isinstance(key, ast.Constant)
+        field = str(key.value).split(".", 1)[0]
+        if field in declared:
+            where = f"{collection}." if collection else ""
+            return (
+                f"$unset removes {where}{field}, which {declared[field]} declares: "
+                "down cannot restore its values"
+            )
+    return None
 
 
 def _has_duplicate_check(source: Source) -> bool:

@@ -352,3 +352,42 @@ def test_docs_models_python_example_runs(
     assert "missing: supplier c_1 (unique) declared by shop.basic.Supplier" in printed
     assert printed[-1] == f"created {project.folder / '0001_add_indexes.py'}"
     assert "def down(db):" in (project.folder / "0001_add_indexes.py").read_text()
+
+
+NOWHERE = "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200"
+
+
+def test_lint_flags_an_unset_only_of_a_declared_field(project: Project) -> None:
+    """With ``models``, ``alley lint`` imports them (it still never connects: the URL
+    is a port where nothing listens) and the rule ``destructive`` flags an ``$unset``
+    only of a field a model declares."""
+    shop(project, "shop.basic")
+    project.write(
+        "0001_unset.py",
+        up='db.customers.update_many({}, {"$unset": {"legacy": "", "email": ""}})\n'
+        'db.customers.update_many({}, {"$unset": {"nickname": ""}})',
+        down='db.customers.update_many({}, {"$set": {"back": True}})',
+    )
+
+    result = project.alley("--url", NOWHERE, "lint", url=False)
+
+    assert result.returncode == OK, result.output
+    assert result.stdout.splitlines() == [
+        f"{project.folder / '0001_unset.py'}:3: destructive $unset removes customers.email, "
+        "which shop.basic.Customer declares: down cannot restore its values",
+        "1 file checked: 0 errors, 1 warning",
+    ]
+
+    (project.root / "pyproject.toml").write_text("[tool.alley]\n")
+    unset = project.alley("--url", NOWHERE, "lint", url=False)
+    assert [line.split(" ", 2)[1] for line in unset.stdout.splitlines()[:-1]] == [
+        "destructive",
+        "destructive",
+    ]
+
+    broken = project.alley(
+        "--url", NOWHERE, "lint", env={"ALLEY_MODELS": "shop.nothere"}, url=False
+    )
+    assert broken.returncode == CONFIG
+    assert len(broken.stderr.splitlines()) == 1
+    assert "cannot import models module shop.nothere" in broken.stderr
