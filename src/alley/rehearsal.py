@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 #: enough for a migration's filters and transforms to meet real shapes of data, few
 #: enough that copying a collection takes a moment on any server.
 DEFAULT_SAMPLE = 100
+#: Documents copied per insert (a large ``--sample`` is not held in memory at once).
+COPY_BATCH = 1000
 #: The throwaway database's name: the real one's, this, and 6 hex digits.
 THROWAWAY_INFIX = "_alley_test_"
 THROWAWAY_PATTERN = re.compile(r"_alley_test_[0-9a-f]{6}\Z")
@@ -356,13 +358,19 @@ def copy_structure(
                 target.command("createIndexes", name, indexes=[spec])
             except OperationFailure as error:
                 notes.append(f"index {spec.get('name')} of {name} not copied: {error}")
-        documents: list[Any] = []
+        seeded[name] = 0
         if sample > 0:
             cursor = source.get_collection(name, codec_options=raw).find()
-            documents = list(cursor.sort("_id", 1).limit(sample))
-        if documents:
-            target.get_collection(name, codec_options=raw).insert_many(documents, ordered=True)
-        seeded[name] = len(documents)
+            copy = target.get_collection(name, codec_options=raw)
+            batch: list[Any] = []
+            for document in cursor.sort("_id", 1).limit(sample):
+                batch.append(document)
+                if len(batch) == COPY_BATCH:
+                    copy.insert_many(batch, ordered=True)
+                    seeded[name], batch = seeded[name] + len(batch), []
+            if batch:
+                copy.insert_many(batch, ordered=True)
+                seeded[name] += len(batch)
     return seeded, notes
 
 

@@ -529,3 +529,20 @@ def test_refused_over_many_databases(project: Project, mongo_db: Any) -> None:
     assert "'test' works on one database" in result.stderr
     assert raw_state(mongo_db) == state
     assert throwaways(mongo_db) == []
+
+
+def test_a_large_sample_is_copied_in_batches(project: Project, mongo_db: Any) -> None:
+    sample_project(project, NOTHING)
+    mongo_db.big.insert_many([{"_id": i, "n": i} for i in range(1050)])
+    state = raw_state(mongo_db)
+
+    result = project.alley("test", "--sample", "1025", "--keep", "--json")
+
+    data = json.loads(result.stdout)
+    try:
+        assert data["seeded"]["big"] == 1025  # a batch of 1000, then 25
+        copied = mongo_db.client[data["throwaway"]].big
+        assert [d["_id"] for d in copied.find().sort("_id", 1)] == list(range(1025))
+    finally:
+        mongo_db.client.drop_database(data["throwaway"])
+    assert raw_state(mongo_db) == state
