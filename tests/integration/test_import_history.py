@@ -26,7 +26,7 @@ import json
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -205,8 +205,8 @@ def scenario(request: pytest.FixtureRequest, tool: str) -> Scenario:
 
     def ancestor_history(project: Project, db: Any) -> None:
         # As its Migrations.up writes them (see the module docstring); insert() was
-        # PyMongo 3's insert_one. datetime.utcnow() is naive UTC, as here.
-        now = datetime.utcnow()
+        # PyMongo 3's insert_one, and this is datetime.utcnow()'s naive UTC value.
+        now = datetime.now(UTC).replace(tzinfo=None)
         for n, filename in enumerate(["0001_add_index.py", "0002_backfill_users.py"]):
             record = {"id": n + 1, "filename": filename}
             record["date"] = now - timedelta(minutes=2 - n)
