@@ -288,6 +288,8 @@ def test_a_tools_real_history_is_imported_up_runs_the_rest_and_undo_removes_it(
     assert status.returncode == 0, status.output
     assert f"imported from {tool} ({case.keys[0]})" in status.stdout
     assert "2 applied, 1 pending" in status.stdout
+    as_json = json.loads(project.alley("status", "--json").stdout)["migrations"]
+    assert [m["imported_from"] for m in as_json] == [tool, tool, None]
     history = project.alley("history")
     assert history.stdout.count(f"imported from {tool}") == 2, history.stdout
 
