@@ -74,9 +74,14 @@ def assert_clean(project: Project, path: Path) -> None:
     assert "0 errors, 0 warnings" in lint.stdout
 
 
-def round_trip(project: Project, db: Any, models: str) -> str:
+def round_trip(project: Project, db: Any, models: str, more: bool = False) -> str:
+    """``more``: also a TTL index with another expiry than the model's, and a text
+    index no model declares, whose options ``down`` must give back exactly."""
     shop(project, models)
     prepare(db)
+    if more:
+        db.session.create_index("created", expireAfterSeconds=60)
+        db.customers.create_index([("bio", "text")], weights={"bio": 3}, name="bio_text")
     before = indexes(db)
 
     check = project.alley("check")
@@ -128,7 +133,12 @@ def test_every_index_form_round_trip(
     project: Project, mongo_db: Any, server_capabilities: Any
 ) -> None:
     server_capabilities.require("ttl_index")  # FerretDB 1.24 lacks TTL and text indexes
-    source = round_trip(project, mongo_db, "shop.models")
+    source = round_trip(project, mongo_db, "shop.models", more=True)
+    up, down = source.split("def down(db):")
+    assert '    drop_index(db, "session", "created_1")\n' in up
+    assert '    drop_index(db, "customers", "bio_text")\n' in up
+    assert 'expireAfterSeconds=60,\n        name="created_1",' in down
+    assert '[("bio", "text")],\n        weights={"bio": 3},\n        name="bio_text",' in down
     for line in (
         '"session",\n        [("created", 1)],\n        expireAfterSeconds=3600,\n',
         'ensure_index(db, "product", [("sku", "hashed")], name="sku_hashed")',
