@@ -23,7 +23,8 @@ from alley.errors import AlleyError, ExitCode
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok · 1 migration failed · 2 usage · 3 configuration/discovery · "
     "4 connection/authentication · 5 lock busy · 6 integrity (drift, out of order; "
-    "check: the models differ) · 7 pending work (status --check) · 8 plugin error · "
+    "check: the models differ; test: a migration irreversible or not repeatable) · "
+    "7 pending work (status --check) · 8 plugin error · "
     "9 a step finished after the "
     "lock was lost · 70 internal error · 130 interrupted · 143 terminated (SIGTERM)."
 )
