@@ -401,3 +401,48 @@ def test_lint_flags_an_unset_only_of_a_declared_field(project: Project) -> None:
     assert broken.returncode == CONFIG
     assert len(broken.stderr.splitlines()) == 1
     assert "cannot import models module shop.nothere" in broken.stderr
+
+
+@pytest.mark.parametrize("models", ["shop.basic", "shop.models"])
+def test_check_agrees_with_what_mongoengine_itself_builds(
+    project: Project,
+    mongo_db: Any,
+    mongo_db_uri: str,
+    server_capabilities: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    models: str,
+) -> None:
+    """The indexes MongoEngine's own ``ensure_indexes()`` builds for every model are
+    exactly those ``check`` expects: nothing missing, nothing extra, nothing differs."""
+    import importlib
+
+    import mongoengine
+
+    from alley.model_indexes import documents_of
+
+    if models == "shop.models":
+        server_capabilities.require("ttl_index")  # and text, hashed, 2dsphere, collation
+    shop(project, models)
+    monkeypatch.syspath_prepend(str(project.root))
+
+    def forget() -> None:
+        for name in [m for m in sys.modules if m == "shop" or m.startswith("shop.")]:
+            del sys.modules[name]
+
+    forget()
+    mongoengine.connect(host=mongo_db_uri, alias="default", uuidRepresentation="standard")
+    try:
+        documents = documents_of(importlib.import_module(models))
+        assert len(documents) >= 9
+        for document in documents:
+            document.ensure_indexes()
+    finally:
+        mongoengine.disconnect(alias="default")
+        forget()
+    assert len(mongo_db.customers.index_information()) > 1
+
+    result = project.alley("check")
+    assert (result.returncode, result.stdout) == (
+        OK,
+        "ok: the models and the database agree on indexes\n",
+    ), result.output
