@@ -11,6 +11,7 @@ database object that stands for the helpers' ``db``).
 from __future__ import annotations
 
 import ast
+import sys
 from typing import Any
 
 import mongoengine as me
@@ -385,3 +386,59 @@ def test_long_calls_are_wrapped_as_ruff_format_does() -> None:
         "    )\n"
     ) in source
     assert all(len(line) <= 88 for line in source.splitlines() if "ensure_index(" in line)
+
+
+# ---------------------------------------------------------------------------
+# Importing
+# ---------------------------------------------------------------------------
+
+
+def write_app(root: Any, field: str) -> None:
+    package = root / "appx"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "models.py").write_text(
+        "import mongoengine as me\n\n\n"
+        f"class Thing(me.Document):\n    {field} = me.StringField(unique=True)\n"
+    )
+
+
+def test_models_of_another_project_imported_before_are_imported_again(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two projects with one package name, in one process (the API serving both): the
+    second gets its own models, not the first's cached module."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for name in [m for m in sys.modules if m == "appx" or m.startswith("appx.")]:
+        monkeypatch.delitem(sys.modules, name)
+    first, second = tmp_path / "first", tmp_path / "second"
+    write_app(first, "email")
+    write_app(second, "login")
+    try:
+        [one] = model_indexes.import_models(["appx.models"], [first])
+        [two] = model_indexes.import_models(["appx.models"], [second])
+        assert [i.name for i in indexes_of(one)] == ["email_1"]
+        assert [i.name for i in indexes_of(two)] == ["login_1"]
+        [again] = model_indexes.import_models(["appx.models"], [second])
+        assert again is two  # from the same project: the module imported already
+    finally:
+        for name in [m for m in sys.modules if m == "appx" or m.startswith("appx.")]:
+            del sys.modules[name]
+
+
+def test_import_errors_are_one_line_config_errors(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    (tmp_path / "broken_models.py").write_text(
+        "import mongoengine\nraise RuntimeError('no\\nway')\n"
+    )
+    (tmp_path / "empty_models.py").write_text("X = 1\n")
+    with pytest.raises(ConfigError) as raised:
+        model_indexes.import_models(["broken_models"], [tmp_path])
+    assert str(raised.value).startswith(
+        "cannot import models module broken_models: RuntimeError: no way"
+    )
+    with pytest.raises(ConfigError, match="defines no mongoengine Document"):
+        model_indexes.import_models(["empty_models"], [tmp_path])
+    sys.modules.pop("empty_models", None)
