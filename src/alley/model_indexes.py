@@ -183,9 +183,14 @@ def _import(name: str, folders: Sequence[Path]) -> ModuleType:
 
 def _forget_foreign(name: str, folders: Sequence[Path]) -> None:
     """Drop ``name`` and its packages from ``sys.modules`` when they were loaded from
-    outside ``folders``: the API may serve several projects in one process."""
+    outside ``folders`` while ``folders`` hold a package or module of that name: the
+    API may serve several projects in one process. Models installed elsewhere (a
+    package in site-packages) are left as the application imported them: importing
+    them again would give it two copies of every ``Document`` class."""
     roots = [f.resolve() for f in folders]
     parts = name.split(".")
+    if not any((r / parts[0]).is_dir() or (r / f"{parts[0]}.py").is_file() for r in roots):
+        return
     for i in range(len(parts), 0, -1):
         cached = sys.modules.get(".".join(parts[:i]))
         location = getattr(cached, "__file__", None)

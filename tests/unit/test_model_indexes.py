@@ -442,3 +442,41 @@ def test_import_errors_are_one_line_config_errors(
     with pytest.raises(ConfigError, match="defines no mongoengine Document"):
         model_indexes.import_models(["empty_models"], [tmp_path])
     sys.modules.pop("empty_models", None)
+
+
+def _package(root: Any, package: str, collection: str) -> None:
+    (root / package).mkdir(parents=True)
+    (root / package / "__init__.py").write_text("")
+    (root / package / "models.py").write_text(
+        "import mongoengine as me\n\n\n"
+        "class Thing(me.Document):\n"
+        f"    meta = {{'collection': {collection!r}}}\n"
+    )
+
+
+def test_models_in_the_project_are_imported_from_it_not_from_an_earlier_copy(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API may serve two projects with a ``shop`` package each in one process."""
+    _package(tmp_path / "elsewhere", "twinpkg", "from_elsewhere")
+    _package(tmp_path / "project", "twinpkg", "from_project")
+    monkeypatch.syspath_prepend(str(tmp_path / "elsewhere"))
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))  # the imports below are undone
+    __import__("twinpkg.models")
+    found = model_indexes.import_models(["twinpkg.models"], [tmp_path / "project"])
+    assert [model_indexes.collection_of(d) for d in found] == ["from_project"]
+
+
+def test_models_installed_outside_the_project_keep_the_applications_classes(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A models package installed elsewhere (site-packages) is not imported a second
+    time: the application that imported it keeps one copy of each Document class."""
+    _package(tmp_path / "site", "installedpkg", "installed")
+    (tmp_path / "project").mkdir()
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))
+    imported = __import__("installedpkg.models").models
+    found = model_indexes.import_models(["installedpkg.models"], [tmp_path / "project"])
+    assert found == [imported.Thing]
+    assert sys.modules["installedpkg.models"] is imported
