@@ -670,8 +670,8 @@ def over_databases(
     project: Engine | None = None,
     **arguments: Any,
 ) -> FleetReport:
-    """Run ``command`` (``"status"``, ``"up"``, ``"down"``, ``"verify"``, ``"plan_up"``
-    or ``"plan_down"``, with its own ``arguments``) on every database of
+    """Run ``command`` (``"status"``, ``"up"``, ``"down"``, ``"verify"``, ``"check"``,
+    ``"plan_up"`` or ``"plan_down"``, with its own ``arguments``) on every database of
     ``settings.databases``, ``jobs`` at a time, each as if alley had been run once on
     it: its own history and lock. One failing does not stop the others unless
     ``fail_fast``. Returns each database's outcome and the worst exit code

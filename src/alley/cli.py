@@ -206,7 +206,7 @@ def connection_options(
         typer.Option(
             "--databases",
             metavar="LIST",
-            help="Run status/up/down/verify over these databases: names and patterns "
+            help="Run status/up/down/verify/check over these databases: names and patterns "
             "(tenant_*), comma-separated.",
         ),
     ] = None,
@@ -345,6 +345,9 @@ def check_models(
     from alley import api, render
     from alley.autogenerate import AGREE
 
+    if ctx.obj.many_databases:
+        _fleet(ctx, "check", as_json, models=models)
+        return
     _say_where(ctx)
     report = api.check(ctx.obj, models=models)
     render.notes(report.notes)

@@ -46,7 +46,7 @@ SEVERITY: tuple[int, ...] = (
 )
 
 #: The commands that run over many databases.
-COMMANDS = ("status", "up", "down", "verify", "plan_up", "plan_down")
+COMMANDS = ("status", "up", "down", "verify", "check", "plan_up", "plan_down")
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class DatabaseOutcome:
     """What a command did on one database.
 
     :ivar result: ``applied``, ``rolled back``, ``up to date``, ``pending``, ``ok``,
-        ``problems``, ``failed``, ``locked``, ``error`` or ``not run``.
+        ``problems``, ``differs`` (``check``), ``failed``, ``locked``, ``error`` or ``not run``.
     :ivar report: The single-database command's report; when it raised, the
         :class:`alley.api.FailedRun` of ``up``/``down`` (the steps that ran before), or
         ``None``.
@@ -168,6 +168,8 @@ def _result(command: str, report: Any, *, check: bool = False) -> tuple[str, int
         return ("applied" if command == "up" else "rolled back"), ExitCode.OK
     if command == "verify":
         return ("problems", ExitCode.INTEGRITY) if report.problems else ("ok", ExitCode.OK)
+    if command == "check":
+        return ("ok", ExitCode.OK) if report.ok else ("differs", ExitCode.INTEGRITY)
     if command in ("plan_up", "plan_down"):
         return ("pending", ExitCode.PENDING) if report.plan else ("up to date", ExitCode.OK)
     # status
@@ -215,6 +217,11 @@ def run(
     with base.attributed():
         targets = base.hooks.databases(settings, base.db.client)
         base.migrations  # noqa: B018 -- discovered once, here: its errors are the command's
+        if command == "check":  # the models too: a module that does not import is one error
+            from alley import autogenerate
+
+            names = autogenerate.model_modules(settings, arguments.get("models"))
+            autogenerate.declared(settings, names)
     if not targets:
         raise ConfigError(
             f"no database matches databases {', '.join(settings.databases)}",

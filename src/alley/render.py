@@ -726,6 +726,8 @@ def _fleet_detail(outcome: Any) -> str:
         return f"{len(report.steps)}: {names}"
     if hasattr(report, "problems"):  # verify
         return "; ".join(report.problems)
+    if hasattr(report, "changes"):  # check
+        return "; ".join(c.describe() for c in report.changes)
     if hasattr(report, "plan"):  # --plan
         return ", ".join(s.filename for s in report.plan.steps)
     if hasattr(report, "pending"):  # status
@@ -794,6 +796,8 @@ def fleet_data(report: Any, settings: Settings | None = None) -> dict[str, Any]:
             return run_data(inner)
         if hasattr(inner, "problems"):
             return {"ok": not inner.problems, "problems": list(inner.problems)}
+        if hasattr(inner, "changes"):  # check
+            return inner.as_dict()
         if hasattr(inner, "plan"):
             return plan_data(inner)
         return status_data(inner)

@@ -232,6 +232,46 @@ def test_status_check_verify_plan_and_down_over_many_databases(
         assert group.counters(name) == {"0001": 1, "0002": 0}
 
 
+FLEET_MODELS = """import mongoengine as me
+
+
+class Account(me.Document):
+    email = me.StringField(unique=True)
+    meta = {"collection": "accounts"}
+"""
+
+
+def test_check_compares_the_models_with_every_database(
+    fleet_project: Project, tenants: Callable[[int], Tenants], mongo_client: Any
+) -> None:
+    """``check`` over tenants: the one whose index lacks ``unique`` differs (exit 6)
+    and names it; a models module that does not import is one error, not one per
+    database."""
+    group = tenants(3)
+    fleet_project.folder.mkdir(parents=True, exist_ok=True)
+    (fleet_project.root / "fleet_models.py").write_text(FLEET_MODELS)
+    (fleet_project.root / "pyproject.toml").write_text('[tool.alley]\nmodels = "fleet_models"\n')
+    for name in group.names[:2]:
+        mongo_client[name].accounts.create_index("email", unique=True)
+    mongo_client[group.names[2]].accounts.create_index("email")
+    many = ("--databases", group.pattern)
+
+    result = fleet_project.alley(*many, "check")
+    assert result.returncode == INTEGRITY, result.output
+    assert f"{group.names[0]}: ok in" in result.stdout
+    assert f"{group.names[2]}: differs (exit 6) in" in result.stdout
+    assert "differs: accounts email_1 (unique: model True, database False)" in result.stdout
+    data = json.loads(fleet_project.alley(*many, "check", "--json").stdout)
+    assert data["counts"] == {"ok": 2, "differs": 1}
+    by_name = {d["database"]: d["report"] for d in data["databases"]}
+    assert [d["kind"] for d in by_name[group.names[2]]["differences"]] == ["differs"]
+
+    broken = fleet_project.alley(*many, "check", "--models", "no_such_models")
+    assert broken.returncode == CONFIG, broken.output
+    assert broken.stdout == ""
+    assert broken.stderr.count("cannot import models module no_such_models") == 1
+
+
 def test_databases_in_pyproject_and_one_database_on_the_command_line(
     fleet_project: Project, tenants: Callable[[int], Tenants]
 ) -> None:
