@@ -445,7 +445,7 @@ def _rehearse_plan(
     loaded: Mapping[str, LoadedMigration],
     on_migration: RehearsedCallback | None,
 ) -> list[Rehearsed]:
-    from alley.testing.memory_store import MemoryStore
+    from alley.memory_store import MemoryStore
 
     store = MemoryStore(records=engine.store.read_records())
     rehearsal = Engine(

@@ -37,9 +37,9 @@ from alley.engine import Engine
 from alley.errors import ExitCode
 from alley.hookspecs import hookimpl
 from alley.import_history import ImportMismatch
+from alley.memory_store import MemoryStore
 from alley.settings import Settings, load_settings
 from alley.testing import peers
-from alley.testing.memory_store import MemoryStore
 from conftest import Project, Result
 
 INTEGRITY, USAGE = int(ExitCode.INTEGRITY), int(ExitCode.USAGE)

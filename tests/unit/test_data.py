@@ -18,9 +18,9 @@ from alley.data import Step
 from alley.engine import Engine
 from alley.errors import IntegrityError, MigrationFailed, UsageError
 from alley.hookspecs import hookimpl
+from alley.memory_store import MemoryStore
 from alley.model import Attempt, BatchProgress, Checkpoint, Event
 from alley.settings import load_settings
-from alley.testing.memory_store import MemoryStore
 from alley.write_watch import Writes
 
 # -- a collection small enough to read ------------------------------------------------------

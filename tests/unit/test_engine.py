@@ -28,9 +28,9 @@ from alley.errors import (
 )
 from alley.hookspecs import hookimpl
 from alley.lease import LeaseLost, StepUnrecorded, make_holder
+from alley.memory_store import ManualClock, MemoryStore
 from alley.model import Attempt, Event, HistoryRecord, Migration
 from alley.settings import Settings, load_settings
-from alley.testing.memory_store import ManualClock, MemoryStore
 from alley.write_watch import Writes
 
 

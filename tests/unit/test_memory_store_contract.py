@@ -7,8 +7,8 @@ from datetime import datetime
 
 import pytest
 
+from alley.memory_store import ManualClock, MemoryStore
 from alley.model import HistoryRecord
-from alley.testing.memory_store import ManualClock, MemoryStore
 from alley.testing.store_contract import AdvanceClock, Seed003, StoreContract
 
 

@@ -28,6 +28,7 @@ from alley.engine import Engine
 from alley.errors import ConfigError, MigrationFailed
 from alley.hookspecs import hookimpl
 from alley.lease import LeaseLost
+from alley.memory_store import MemoryStore
 from alley.model import (
     Direction,
     Event,
@@ -40,7 +41,6 @@ from alley.model import (
 )
 from alley.settings import load_settings
 from alley.store import JoinsTransactions, Records
-from alley.testing.memory_store import MemoryStore
 from alley.transactions import (
     CommitFailed,
     CommitUnknown,
