@@ -196,3 +196,15 @@ def test_the_projects_own_migration_snippets_have_no_errors() -> None:
                 if f.severity is lint.Severity.ERROR:
                     errors.append(str(f))
     assert errors == []
+
+
+def test_the_projects_own_migration_files_have_no_findings() -> None:
+    """Every migration file shipped in ``examples/`` lints clean: no error, no warning."""
+    files = sorted(ROOT.glob("examples/**/migrations/[0-9]*_*.py"))
+    assert files, "the examples hold migration files"
+    found = [
+        str(f)
+        for path in files
+        for f in lint.lint_source(path.name, str(path), path.read_text(), RULES)
+    ]
+    assert found == []
