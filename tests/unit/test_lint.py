@@ -180,12 +180,24 @@ def test_a_rule_given_twice_keeps_the_first() -> None:
     assert len(lint.unique_rules([mine, *RULES])) == len(RULES)
 
 
+def python_blocks(text: str) -> list[tuple[str, str]]:
+    """Each fenced ``python`` block of a Markdown page: (the rest of its fence line, code)."""
+    return re.findall(r"^[ \t]*```python([^\n]*)\n(.*?)```", text, re.M | re.S)
+
+
 def test_the_projects_own_migration_snippets_have_no_errors() -> None:
-    """The docs' and README's migrations (``def up(db...)`` blocks) pass the error rules."""
-    errors = []
+    """The docs' and README's migrations (``def up(db...)`` blocks) pass the error rules.
+
+    A block fenced ```` ```python planted ```` is a sample with an error planted on
+    purpose (docs/lint.md): lint must find an error in it instead."""
+    errors, planted = [], 0
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
-        for block in page.read_text().split("```python")[1:]:
-            code = block.split("```")[0]
+        for info, code in python_blocks(page.read_text()):
+            if "planted" in info.split():
+                found = lint.lint_source(page.name, str(page), code, RULES)
+                assert any(f.severity is lint.Severity.ERROR for f in found), (page, code)
+                planted += 1
+                continue
             if not all(re.search(rf"^(async )?def {f}\(", code, re.M) for f in ("up", "down")):
                 continue  # not a whole migration file
             try:
@@ -196,6 +208,7 @@ def test_the_projects_own_migration_snippets_have_no_errors() -> None:
                 if f.severity is lint.Severity.ERROR:
                     errors.append(str(f))
     assert errors == []
+    assert planted == 4  # docs/lint.md's sample: 0002, 0003, 0007, 0008
 
 
 def test_the_projects_own_migration_files_have_no_findings() -> None:
