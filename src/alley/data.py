@@ -96,7 +96,7 @@ class BackfillResult:
 class PlannedWork:
     """What a dry run of a step would do: one per helper call.
 
-    :ivar kind: ``backfill``, ``create_index`` or ``drop_index``.
+    :ivar kind: ``backfill``, ``create_index``, ``drop_index`` or ``rebuild_index``.
     :ivar collection: the collection. :ivar name: the backfill's checkpoint name, or
         the index's keys/name as given.
     :ivar documents: for a backfill, how many documents its filter selects now (after
@@ -301,6 +301,27 @@ class Step:
 
         with self.helper_writes():
             return indexes.drop_index(self.db, collection, name_or_keys)
+
+    def rebuild_index(self, collection: str, keys: Any, *, replaces: str, **options: Any) -> Any:
+        """Replace index ``replaces`` with one of other keys or options, checking first
+        what could refuse it (:func:`alley.indexes.rebuild_index`).
+
+        In a dry run it writes nothing and is listed in :attr:`planned`."""
+        if self.dry_run:
+            self.planned.append(
+                PlannedWork(
+                    "rebuild_index",
+                    collection,
+                    str(keys),
+                    keys=keys,
+                    options={**options, "replaces": replaces},
+                )
+            )
+            return None
+        from alley import indexes
+
+        with self.helper_writes():
+            return indexes.rebuild_index(self.db, collection, keys, replaces=replaces, **options)
 
     # -- for the helpers ----------------------------------------------------------------------
 

@@ -2,10 +2,10 @@
 
 A pending step whose ``up`` takes the ``step`` parameter is run with
 ``step.dry_run = True`` and ``db`` a :class:`ReadOnlyDatabase`: reads go to the server,
-alley's helpers (``step.backfill``, ``step.create_index``, ``step.drop_index`` and the
-functions of :mod:`alley.indexes`) read what they need and record what they would do,
-and any other write raises :class:`DryRunStop` (the plan then says "writes outside
-alley's helpers: not counted"). Nothing is written.
+alley's helpers (``step.backfill``, ``step.create_index``, ``step.drop_index``,
+``step.rebuild_index`` and the functions of :mod:`alley.indexes`) read what they need
+and record what they would do, and any other write raises :class:`DryRunStop` (the
+plan then says "writes outside alley's helpers: not counted"). Nothing is written.
 """
 
 from __future__ import annotations
@@ -346,6 +346,9 @@ class PlanStep(Step):
 
     def drop_index(self, collection: str, name_or_keys: Any) -> Any:
         return indexes.drop_index(self.db, collection, name_or_keys)
+
+    def rebuild_index(self, collection: str, keys: Any, *, replaces: str, **options: Any) -> Any:
+        return indexes.rebuild_index(self.db, collection, keys, replaces=replaces, **options)
 
 
 def _recorder(db: Any) -> PlanRecorder:

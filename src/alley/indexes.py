@@ -11,6 +11,8 @@ Plain PyMongo functions, usable with or without a migration's ``step``
   default one: no ``background`` option (ignored since MongoDB 4.2).
 - :func:`drop_index` drops by name or by keys; an index that is not there is a no-op,
   and the result says so.
+- :func:`rebuild_index` replaces an index with one of other options or keys, checking
+  first what could refuse the new one, and putting the old one back if the build fails.
 - :func:`is_large` says whether a collection holds ``large_collection`` documents or
   more (``estimated_document_count``; default 1,000,000).
 
@@ -73,16 +75,20 @@ class IndexResult:
     conflict: str | None = None
     documents: int | None = None
     large: bool = False
+    replaced: str | None = None
 
     # Whether the result is a drop's (kept out of the documented signature).
     _drop: bool = field(default=False, repr=False)
 
     @property
     def action(self) -> str:
-        """``created``, ``exists``, ``dropped``, ``missing`` (nothing to drop); in a plan
-        ``to create``, ``to drop`` or ``conflicts``."""
+        """``created``, ``exists``, ``dropped``, ``missing`` (nothing to drop),
+        ``rebuilt``; in a plan ``to create``, ``to drop``, ``to rebuild`` or
+        ``conflicts``."""
         if self.conflict is not None:
             return "conflicts"
+        if self.replaced is not None and not self.existed:
+            return "to rebuild" if self.planned else "rebuilt"
         if self._drop:
             if self.planned:
                 return "to drop" if self.existed else "missing"
@@ -94,6 +100,8 @@ class IndexResult:
     def describe(self) -> str:
         """``index users email_1: to create (large collection: ~2.3M documents)``."""
         text = f"index {self.collection} {self.name}: {self.action}"
+        if self.replaced is not None and self.replaced != self.name and not self.existed:
+            text += f" (replacing {self.replaced})"
         if self.conflict is not None:
             text += f": {self.conflict}"
         if self.large and self.documents is not None and self.action in ("to create", "created"):
@@ -453,6 +461,86 @@ def drop_index(db: Any, collection: str, name_or_keys: Keys) -> IndexResult:
     return IndexResult(name, False, collection, keys, dropped=True, existed=True, _drop=True)
 
 
+def rebuild_index(
+    db: Any, collection: str, keys: Keys, *, replaces: str, **options: Any
+) -> IndexResult:
+    """Replace the index named ``replaces`` with one of ``keys`` and ``options``: what
+    ``alley create --autogenerate`` writes for an index the models declare with other
+    options or keys (``unique`` added, another TTL).
+
+    The server cannot hold both (same keys, or same name), so the old index goes
+    first; what could refuse the new one is checked before it does: documents that
+    repeat the keys of a unique index (:class:`~alley.errors.DuplicateKeys`), and its
+    name taken by a third index (:class:`~alley.errors.IndexConflict`) -- nothing is
+    dropped then. If the build still fails (the server refuses an option), the old
+    index is built again before the error is raised, so a failed step leaves the
+    collection's indexes as they were. An equivalent index there already: nothing is
+    done (``existed``), so running it again is harmless. In a plan: one ``to rebuild``
+    action, with the duplicates as its conflict.
+    """
+    from alley.dry_run import recorder_of
+
+    normalised = normalise_keys(keys)
+    options = {k: v for k, v in options.items() if k != "background"}
+    name = str(options.get("name") or index_name(normalised))
+    wanted = normalise_options(options)
+    indexes = list_indexes(db, collection)
+    old = next((i for i in indexes if i.get("name") == replaces), None)
+    decision = _decide(indexes, collection, normalised, name, wanted)
+    if decision.existing is not None:  # done already (a second run), or never needed
+        if old is not None and decision.name != replaces:
+            drop_index(db, collection, replaces)
+        return ensure_index(db, collection, normalised, **options)
+    others = [i for i in indexes if i.get("name") != replaces]
+    taken = _decide(others, collection, normalised, name, wanted).conflict
+    duplicate = None
+    recorder = recorder_of(db)
+    documents = _estimate(db, collection) if recorder is not None else 0
+    if (
+        taken is None
+        and wanted.get("unique")
+        and (recorder is None or documents < recorder.large_collection)
+    ):
+        duplicate = find_duplicates(db, collection, normalised, options)
+    conflict = taken
+    if conflict is None and duplicate is not None:
+        conflict = _duplicates_message(collection, name, *duplicate)
+    if recorder is not None:
+        result = IndexResult(
+            name,
+            False,
+            collection,
+            normalised,
+            planned=True,
+            conflict=conflict,
+            documents=documents,
+            large=documents >= recorder.large_collection,
+            replaced=replaces,
+        )
+        recorder.record(result)
+        return result
+    if taken is not None:
+        raise IndexConflict(taken, hint=f"drop it first; {replaces} was not dropped")
+    if duplicate is not None:
+        values, count = duplicate
+        raise DuplicateKeys(
+            _duplicates_message(collection, name, values, count),
+            keys=values,
+            count=count,
+            hint=f"remove or merge the duplicates first; {replaces} was not dropped",
+        )
+    drop_index(db, collection, replaces)
+    try:
+        ensure_index(db, collection, normalised, **options)
+    except Exception:
+        if old is not None:  # put back what was there: the step then changed nothing
+            db[collection].create_index(
+                list(reported_keys(old)), name=replaces, **normalise_options(old)
+            )
+        raise
+    return IndexResult(name, True, collection, normalised, replaced=replaces)
+
+
 def _looks_like_keys(text: str, indexes: Sequence[Mapping[str, Any]]) -> bool:
     """A bare field name given to :func:`drop_index` (``"email"``) means its ascending
     index when no index has that name."""
@@ -566,5 +654,6 @@ __all__ = [
     "large_collection_threshold",
     "normalise_keys",
     "normalise_options",
+    "rebuild_index",
     "reported_keys",
 ]

@@ -16,6 +16,7 @@ MongoEngine release moves one.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import sys
@@ -422,7 +423,8 @@ def _keys(keys: Sequence[tuple[str, Any]]) -> str:
 
 @dataclass(frozen=True)
 class _Operation:
-    """One line of ``up`` (``create`` or ``drop``) and the line that undoes it."""
+    """One line of ``up`` (a create, a drop, or a rebuild: a create that ``replaces``
+    the index described by another operation) and the line that undoes it."""
 
     collection: str
     create: bool
@@ -430,30 +432,38 @@ class _Operation:
     keys: tuple[tuple[str, Any], ...]
     options: Mapping[str, Any] = field(default_factory=dict)
     active: bool = True  # False: written commented out
-    note: str = ""
+    replaces: _Operation | None = None
+
+    @property
+    def function(self) -> str:
+        """The :class:`~alley.data.Step` method of the line."""
+        if self.replaces is not None:
+            return "rebuild_index"
+        return "create_index" if self.create else "drop_index"
 
     def call(self) -> list[str]:
-        return (
-            _call("ensure_index", self.collection, self.keys, self.options, self.name)
-            if self.create
-            else _call("drop_index", self.collection, None, {}, self.name)
-        )
+        if not self.create:
+            return _call("drop_index", self.collection, None, {}, self.name)
+        replaces = None if self.replaces is None else self.replaces.name
+        return _call(self.function, self.collection, self.keys, self.options, self.name, replaces)
 
     def undo(self) -> _Operation:
-        return _Operation(
-            self.collection, not self.create, self.name, self.keys, self.options, self.active
-        )
+        if self.replaces is not None:  # rebuild what was there, replacing this one
+            plain = dataclasses.replace(self, replaces=None)
+            return dataclasses.replace(self.replaces, active=self.active, replaces=plain)
+        return dataclasses.replace(self, create=not self.create)
 
 
 def operations(changes: Sequence[IndexChange], *, drop: bool) -> list[_Operation]:
-    """``up``'s operations, by collection: rebuilds (drop, then create), creations,
-    then drops of what no model declares (inactive unless ``drop``)."""
+    """``up``'s operations, by collection: rebuilds (``rebuild_index``: the old index
+    replaced by the declared one), creations, then drops of what no model declares
+    (inactive unless ``drop``)."""
     ops: list[_Operation] = []
     for collection in sorted({c.collection for c in changes}):
         mine = [c for c in changes if c.collection == collection]
         for change in (c for c in mine if c.kind == "differs"):
-            ops.append(_recreate(change.existing or {}, collection, create=False))
-            ops.append(_create(change))
+            was = _recreate(change.existing or {}, collection, create=True)
+            ops.append(dataclasses.replace(_create(change), replaces=was))
         ops += [_create(c) for c in mine if c.kind == "missing"]
         ops += [
             _recreate(c.existing or {}, collection, create=False, active=drop)
@@ -486,12 +496,15 @@ def _recreate(
 def render_migration(
     changes: Sequence[IndexChange], *, name: str, models: Sequence[str], drop: bool
 ) -> str:
-    """The migration's source: ``up`` applies ``changes``, ``down`` undoes ``up`` line by
-    line in reverse. Grouped by collection, each group under a comment naming the
-    models that declare it. Drops of indexes no model declares are commented out unless
-    ``drop``. Code as ``ruff format`` writes it (double quotes, calls wrapped one
-    argument a line past 88 characters)."""
+    """The migration's source: ``up`` applies ``changes`` through the step's index
+    helpers (``step.create_index``, ``step.rebuild_index``, ``step.drop_index``: each
+    checks before it writes, and ``up --plan`` says what each would do), ``down``
+    undoes ``up`` line by line in reverse. Grouped by collection, each group under a
+    comment naming the models that declare it. Drops of indexes no model declares are
+    commented out unless ``drop``. Code as ``ruff format`` writes it (double quotes,
+    calls wrapped one argument a line past 88 characters)."""
     ops = operations(changes, drop=drop)
+    undo = [op.undo() for op in reversed(ops)]
     counts = {
         kind: sum(1 for c in changes if c.kind == kind) for kind in ("missing", "differs", "extra")
     }
@@ -512,15 +525,13 @@ def render_migration(
         *[s for s in summary if s],
         '"""',
         "",
-        "from alley.indexes import drop_index, ensure_index",
         "",
-        "",
-        "def up(db):",
+        "def up(db, step):",
         *_body(ops, changes, reverse=False),
         "",
         "",
-        "def down(db):",
-        *_body([op.undo() for op in reversed(ops)], changes, reverse=True),
+        "def down(db, step):",
+        *_body(undo, changes, reverse=True),
         "",
     ]
     return "\n".join(lines)
@@ -563,18 +574,21 @@ def _call(
     keys: Sequence[tuple[str, Any]] | None,
     options: Mapping[str, Any],
     name: str,
+    replaces: str | None = None,
 ) -> list[str]:
-    arguments = ["db", _literal(collection)]
+    arguments = [_literal(collection)]
     if keys is not None:
         arguments.append("[" + ", ".join(f"({_literal(k)}, {_literal(v)})" for k, v in keys) + "]")
         arguments += [f"{k}={_literal(v)}" for k, v in options.items()]
         arguments.append(f"name={_literal(name)}")
+        if replaces is not None:
+            arguments.append(f"replaces={_literal(replaces)}")
     else:
         arguments.append(_literal(name))
-    one_line = f"{function}({', '.join(arguments)})"
+    one_line = f"step.{function}({', '.join(arguments)})"
     if len(one_line) + 4 <= 88:
         return [one_line]
-    return [f"{function}(", *[f"    {a}," for a in arguments], ")"]
+    return [f"step.{function}(", *[f"    {a}," for a in arguments], ")"]
 
 
 def _literal(value: Any) -> str:

@@ -101,11 +101,16 @@ def round_trip(project: Project, db: Any, models: str, more: bool = False) -> st
     assert created.stdout.splitlines()[-1] == f"created {path}"
     source = path.read_text()
     assert (
-        '    drop_index(db, "customers", "email_1")\n'
-        '    ensure_index(db, "customers", [("email", 1)], unique=True, name="email_1")\n'
+        "    step.rebuild_index(\n"
+        '        "customers",\n'
+        '        [("email", 1)],\n'
+        "        unique=True,\n"
+        '        name="email_1",\n'
+        '        replaces="email_1",\n'
+        "    )\n"
     ) in source
-    assert '    drop_index(db, "customers", "legacy_1")\n' in source
-    assert '    ensure_index(db, "customers", [("legacy", 1)], name="legacy_1")\n' in source
+    assert '    step.drop_index("customers", "legacy_1")\n' in source
+    assert '    step.create_index("customers", [("legacy", 1)], name="legacy_1")\n' in source
     assert_clean(project, path)
 
     up = project.alley("up")
@@ -134,16 +139,21 @@ def test_every_index_form_round_trip(
 ) -> None:
     server_capabilities.require("ttl_index")  # FerretDB 1.24 lacks TTL and text indexes
     source = round_trip(project, mongo_db, "shop.models", more=True)
-    up, down = source.split("def down(db):")
-    assert '    drop_index(db, "session", "created_1")\n' in up
-    assert '    drop_index(db, "customers", "bio_text")\n' in up
-    assert 'expireAfterSeconds=60,\n        name="created_1",' in down
+    up, down = source.split("def down(db, step):")
+    assert '    step.rebuild_index(\n        "session",\n' in up  # another expiry
+    assert (
+        'expireAfterSeconds=3600,\n        name="created_1",\n        replaces="created_1",' in up
+    )
+    assert '    step.drop_index("customers", "bio_text")\n' in up
+    assert (
+        'expireAfterSeconds=60,\n        name="created_1",\n        replaces="created_1",' in down
+    )
     assert '[("bio", "text")],\n        weights={"bio": 3},\n        name="bio_text",' in down
     for line in (
         '"session",\n        [("created", 1)],\n        expireAfterSeconds=3600,\n',
-        'ensure_index(db, "product", [("sku", "hashed")], name="sku_hashed")',
-        'ensure_index(db, "store", [("location", "2dsphere")], name="location_2dsphere")',
-        'ensure_index(db, "animal", [("_cls", 1), ("breed", 1)], name="_cls_1_breed_1")',
+        'step.create_index("product", [("sku", "hashed")], name="sku_hashed")',
+        'step.create_index("store", [("location", "2dsphere")], name="location_2dsphere")',
+        'step.create_index("animal", [("_cls", 1), ("breed", 1)], name="_cls_1_breed_1")',
         '    [("name", "text"), ("description", "text")],\n'
         '        weights={"name": 10, "description": 2},',
         'partialFilterExpression={"status": "open"},',
@@ -156,10 +166,10 @@ def test_every_index_form_round_trip(
 def test_supported_index_forms_round_trip(project: Project, mongo_db: Any) -> None:
     source = round_trip(project, mongo_db, "shop.basic")
     assert "# animal: shop.basic.Animal, shop.basic.Dog\n" in source
-    assert 'ensure_index(db, "animal", [("tag", 1)], name="tag_1")' in source  # cls: False
-    assert 'ensure_index(db, "event", [("at", -1)], name="at_-1")' in source  # no _cls
+    assert 'step.create_index("animal", [("tag", 1)], name="tag_1")' in source  # cls: False
+    assert 'step.create_index("event", [("at", -1)], name="at_-1")' in source  # no _cls
     assert '"_cls", 1)], name="_cls_1"' not in source
-    assert 'ensure_index(db, "supplier", [("c", 1)], unique=True, name="c_1")' in source
+    assert 'step.create_index("supplier", [("c", 1)], unique=True, name="c_1")' in source
     assert '[("account", 1), ("entry.at", 1)]' in source
     assert "warehouse" not in source
 
@@ -171,8 +181,8 @@ def test_drops_are_commented_out_without_drop(project: Project, mongo_db: Any) -
     created = project.alley("create", "indexes", "--autogenerate")
     assert created.returncode == OK, created.output
     source = (project.folder / "0001_indexes.py").read_text()
-    assert '    # drop_index(db, "customers", "legacy_1")\n' in source
-    assert '    # ensure_index(db, "customers", [("legacy", 1)], name="legacy_1")\n' in source
+    assert '    # step.drop_index("customers", "legacy_1")\n' in source
+    assert '    # step.create_index("customers", [("legacy", 1)], name="legacy_1")\n' in source
     assert "(commented out: --drop drops them)" in source
     assert_clean(project, project.folder / "0001_indexes.py")
     assert project.alley("up").returncode == OK
@@ -221,13 +231,12 @@ def test_check_json_and_a_changed_option(project: Project, mongo_db: Any) -> Non
     created = project.alley("create", "unique_code", "--autogenerate", "--models", "shop.basic")
     assert created.returncode == OK, created.output
     source = (project.folder / "0001_unique_code.py").read_text()
-    up, down = source.split("def down(db):")
-    assert up.index('drop_index(db, "supplier", "c_1")') < up.index(
-        'ensure_index(db, "supplier", [("c", 1)], unique=True, name="c_1")'
+    up, down = source.split("def down(db, step):")
+    assert (
+        '    step.rebuild_index("supplier", [("c", 1)], unique=True, name="c_1", replaces="c_1")\n'
+        in up
     )
-    assert down.index('drop_index(db, "supplier", "c_1")') < down.index(
-        'ensure_index(db, "supplier", [("c", 1)], name="c_1")'
-    )
+    assert '    step.rebuild_index("supplier", [("c", 1)], name="c_1", replaces="c_1")\n' in down
     assert project.alley("up").returncode == OK
     assert mongo_db.supplier.index_information()["c_1"].get("unique") is True
     assert project.alley("check").returncode == OK
@@ -310,11 +319,12 @@ def test_docs_models_page_is_this_run(project: Project, mongo_db: Any) -> None:
     assert (SAMPLE / "basic.py").read_text() in page
     shop(project, "shop.basic")
     prepare(mongo_db)
-    codes = {"check": [INTEGRITY, INTEGRITY, INTEGRITY], "create": [OK, OK, OK]}
+    codes = {"check": [INTEGRITY, INTEGRITY, INTEGRITY], "create": [OK, OK, OK], "up": [PENDING]}
     runs = documented_runs()
     assert [args[0] for args in (r[0] for r in runs)] == [
         "check",
         "create",
+        "up",
         "check",
         "create",
         "create",
@@ -329,6 +339,7 @@ def test_docs_models_page_is_this_run(project: Project, mongo_db: Any) -> None:
             assert written.read_text() == documented_file(
                 "/tmp/demo/migrations/0001_add_model_indexes.py"
             )
+        if args == ["up", "--plan"]:
             assert project.alley("up").returncode == OK
         if args[:2] == ["create", "drop_legacy"]:
             written = project.folder / "0002_drop_legacy.py"
@@ -361,7 +372,7 @@ def test_docs_models_python_example_runs(
     printed = capsys.readouterr().out.splitlines()
     assert "missing: supplier c_1 (unique) declared by shop.basic.Supplier" in printed
     assert printed[-1] == f"created {project.folder / '0001_add_indexes.py'}"
-    assert "def down(db):" in (project.folder / "0001_add_indexes.py").read_text()
+    assert "def down(db, step):" in (project.folder / "0001_add_indexes.py").read_text()
 
 
 NOWHERE = "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200"

@@ -398,12 +398,15 @@ def test_a_dry_run_counts_and_writes_nothing(watched_db: Any, mongo_db: Any) -> 
 
     result = step.backfill("items", where={"v": 1}, set={"v": 2})
     step.create_index("items", [("v", 1)])
+    step.rebuild_index("items", [("v", 1)], unique=True, replaces="v_1")
 
     assert (result.matched, result.batches) == (20, 0)
     assert [(p.kind, p.documents) for p in step.planned] == [
         ("backfill", 20),
         ("create_index", None),
+        ("rebuild_index", None),
     ]
+    assert step.planned[-1].options == {"unique": True, "replaces": "v_1"}
     names = {e.command_name for e in listener.started_events}
     assert names <= {"aggregate", "count", "find", "endSessions", "hello", "isMaster", "ping"}
     assert mongo_db.items.count_documents({"v": 2}) == 10

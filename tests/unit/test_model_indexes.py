@@ -281,27 +281,26 @@ def test_text_weights_of_one_are_the_default() -> None:
 
 
 class Recorder:
-    """Stands for the index helpers: records each call ``up``/``down`` makes."""
+    """Stands for the ``step`` of the migration: records each index helper call."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
 
-    def ensure_index(self, db: Any, collection: str, keys: Any, **options: Any) -> None:
+    def create_index(self, collection: str, keys: Any, **options: Any) -> None:
         self.calls.append(("create", collection, tuple(map(tuple, keys)), options))
 
-    def drop_index(self, db: Any, collection: str, name: str) -> None:
+    def drop_index(self, collection: str, name: str) -> None:
         self.calls.append(("drop", collection, name))
+
+    def rebuild_index(self, collection: str, keys: Any, **options: Any) -> None:
+        self.calls.append(("rebuild", collection, tuple(map(tuple, keys)), options))
 
 
 def run(source: str, function: str) -> list[tuple[Any, ...]]:
     recorder = Recorder()
-    body = source.replace("from alley.indexes import drop_index, ensure_index\n", "")
-    namespace: dict[str, Any] = {
-        "ensure_index": recorder.ensure_index,
-        "drop_index": recorder.drop_index,
-    }
-    exec(compile(body, "<generated>", "exec"), namespace)
-    namespace[function](object())
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<generated>", "exec"), namespace)
+    namespace[function](object(), recorder)
     return recorder.calls
 
 
@@ -330,14 +329,19 @@ def test_the_migration_creates_rebuilds_and_comments_out_drops() -> None:
     assert "    # unique: tests.unit.test_model_indexes.Unique\n" in source.replace(
         __name__, "tests.unit.test_model_indexes"
     )
-    assert '    # drop_index(db, "unique", "old")\n' in source
+    assert '    # step.drop_index("unique", "old")\n' in source
     assert (
-        '    # ensure_index(db, "unique", [("old", 1), ("at", -1)], unique=True, name="old")\n'
+        '    # step.create_index("unique", [("old", 1), ("at", -1)], unique=True, name="old")\n'
         in source
     )
+    assert "import" not in source
     assert run(source, "up") == [
-        ("drop", "unique", "email_1"),
-        ("create", "unique", (("email", 1),), {"unique": True, "name": "email_1"}),
+        (
+            "rebuild",
+            "unique",
+            (("email", 1),),
+            {"unique": True, "name": "email_1", "replaces": "email_1"},
+        ),
         (
             "create",
             "unique",
@@ -347,8 +351,7 @@ def test_the_migration_creates_rebuilds_and_comments_out_drops() -> None:
     ]
     assert run(source, "down") == [
         ("drop", "unique", "handle_1_tenant_1"),
-        ("drop", "unique", "email_1"),
-        ("create", "unique", (("email", 1),), {"name": "email_1"}),
+        ("rebuild", "unique", (("email", 1),), {"name": "email_1", "replaces": "email_1"}),
     ]
 
 
@@ -376,8 +379,7 @@ def test_long_calls_are_wrapped_as_ruff_format_does() -> None:
     changes = compare_collection("opts", declared, [ID])
     source = render_migration(changes, name="idx", models=["m"], drop=False)
     assert (
-        "    ensure_index(\n"
-        "        db,\n"
+        "    step.create_index(\n"
         '        "opts",\n'
         '        [("status", 1)],\n'
         '        partialFilterExpression={"status": "open"},\n'
@@ -385,7 +387,7 @@ def test_long_calls_are_wrapped_as_ruff_format_does() -> None:
         '        name="open",\n'
         "    )\n"
     ) in source
-    assert all(len(line) <= 88 for line in source.splitlines() if "ensure_index(" in line)
+    assert all(len(line) <= 88 for line in source.splitlines() if "create_index(" in line)
 
 
 # ---------------------------------------------------------------------------
