@@ -360,13 +360,7 @@ def ensure_index(db: Any, collection: str, keys: Keys, **options: Any) -> IndexR
     if wanted.get("unique"):
         duplicate = find_duplicates(db, collection, normalised, options)
         if duplicate is not None:
-            values, count = duplicate
-            raise DuplicateKeys(
-                _duplicates_message(collection, name, values, count),
-                keys=values,
-                count=count,
-                hint="remove or merge the duplicates first; nothing was built",
-            )
+            raise _duplicates_error(collection, name, duplicate, "nothing was built")
     try:
         created = db[collection].create_index(list(normalised), **options)
     except OperationFailure as error:
@@ -522,13 +516,7 @@ def rebuild_index(
     if taken is not None:
         raise IndexConflict(taken, hint=f"drop it first; {replaces} was not dropped")
     if duplicate is not None:
-        values, count = duplicate
-        raise DuplicateKeys(
-            _duplicates_message(collection, name, values, count),
-            keys=values,
-            count=count,
-            hint=f"remove or merge the duplicates first; {replaces} was not dropped",
-        )
+        raise _duplicates_error(collection, name, duplicate, f"{replaces} was not dropped")
     drop_index(db, collection, replaces)
     try:
         ensure_index(db, collection, normalised, **options)
@@ -606,6 +594,18 @@ def _duplicates_message(collection: str, name: str, values: dict[str, Any], coun
     return (
         f"cannot build unique index {name} on {collection}: {count} documents share "
         f"{shown} (the first duplicate found)"
+    )
+
+
+def _duplicates_error(
+    collection: str, name: str, duplicate: tuple[dict[str, Any], int], outcome: str
+) -> DuplicateKeys:
+    values, count = duplicate
+    return DuplicateKeys(
+        _duplicates_message(collection, name, values, count),
+        keys=values,
+        count=count,
+        hint=f"remove or merge the duplicates first; {outcome}",
     )
 
 
