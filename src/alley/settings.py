@@ -351,6 +351,14 @@ def describe_origin(origin: str | None) -> str:
 _STRINGS = ("url", "database", "username", "password", "auth_source", "host", "path")
 
 
+#: Settings that take a string or a list of strings: what to say when neither, and an
+#: example.
+_STRING_LISTS = {
+    "databases": ("a list of names", 'databases = ["tenant_*"]'),
+    "models": ("a module path or a list of them", 'models = "myapp.models"'),
+}
+
+
 def _config_value(key: str, value: Any, origin: str) -> Any:
     """A ``[tool.alley]`` value of the TOML type its setting needs, else exit 3."""
     where = describe_origin(origin)
@@ -358,21 +366,13 @@ def _config_value(key: str, value: Any, origin: str) -> Any:
         raise ConfigError(f"invalid {key} {value!r} (from {where}): it must be a string")
     if key == "port" and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(f"invalid port {value!r} (from {where}): it must be an integer")
-    if key == "databases" and not (
+    if key in _STRING_LISTS and not (
         isinstance(value, str)
         or (isinstance(value, list) and all(isinstance(v, str) for v in value))
     ):
+        what, example = _STRING_LISTS[key]
         raise ConfigError(
-            f"invalid databases {value!r} (from {where}): it must be a list of names",
-            hint='e.g. databases = ["tenant_*"]',
-        )
-    if key == "models" and not (
-        isinstance(value, str)
-        or (isinstance(value, list) and all(isinstance(v, str) for v in value))
-    ):
-        raise ConfigError(
-            f"invalid models {value!r} (from {where}): it must be a module path or a list of them",
-            hint='e.g. models = "myapp.models"',
+            f"invalid {key} {value!r} (from {where}): it must be {what}", hint=f"e.g. {example}"
         )
     if key == "jobs" and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(f"invalid jobs {value!r} (from {where}): it must be an integer")
