@@ -697,6 +697,7 @@ def rehearse(
     keep: bool = False,
     project: Engine | None = None,
     on_migration: RehearsedCallback | None = None,
+    server: str | None = None,
 ) -> RehearsalReport:
     """``alley test``: rehearse every pending migration -- up, down, up again -- on a
     throwaway copy of the database (its collections' structure and the first
@@ -705,10 +706,15 @@ def rehearse(
     took (:mod:`alley.rehearsal`). The real database is only read: no lock, no run log,
     no record. The copy is dropped at the end, also on failure, Ctrl-C and SIGTERM,
     unless ``keep``. ``on_migration`` is called with each migration's result as it is
-    done.
+    done. ``server``: a ``mongodb://`` URL of another server to make the copy on
+    (``alley test --server``), for credentials that may not create databases and to
+    add no load to the real server, which is then only read.
 
     :raises UsageError: ``sample`` is negative.
-    :raises ConfigError: a pending file fails ``up``'s pre-flight (exit 3).
+    :raises ConfigError: a pending file fails ``up``'s pre-flight, or ``server`` is not
+        a valid URL (exit 3).
+    :raises ConnectionFailed: ``server`` does not answer or refuses its credentials
+        (exit 4); nothing is written anywhere.
     """
     from alley.rehearsal import DEFAULT_SAMPLE
     from alley.rehearsal import rehearse as run_rehearsal
@@ -720,6 +726,7 @@ def rehearse(
             sample=DEFAULT_SAMPLE if sample is None else sample,
             keep=keep,
             on_migration=on_migration,
+            server=server,
         )
 
 

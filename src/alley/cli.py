@@ -910,6 +910,14 @@ def rehearse(
     keep: Annotated[
         bool, typer.Option("--keep", help="Keep the throwaway database; print its name.")
     ] = False,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            metavar="URL",
+            help="Make the throwaway database on this other server (the real one is only read).",
+        ),
+    ] = None,
     no_lint: NoLintOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -922,7 +930,9 @@ def rehearse(
     _without_lint(ctx, no_lint)
     _say_where(ctx)
     on_migration = None if as_json else (lambda item: typer.echo(render.rehearsal_line(item)))
-    report = api.rehearse(ctx.obj, sample=sample, keep=keep, on_migration=on_migration)
+    report = api.rehearse(
+        ctx.obj, sample=sample, keep=keep, on_migration=on_migration, server=server
+    )
     render.notes(report.notes)
     if as_json:
         render.print_json(report.as_dict())

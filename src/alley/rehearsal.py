@@ -18,8 +18,14 @@ its indexes as ``listIndexes`` reports them, normalised as :mod:`alley.indexes`
 compares them. The comparison and its wording are pure functions, tested without a
 server.
 
+With ``server`` (``alley test --server URL``) the throwaway database is made on that
+other server instead -- typically a local one from ``python -m alley.testing
+--detach`` -- for production credentials that may not create databases, and to add no
+load there: the real server is read exactly as without it, and nothing is created on
+it at all. The other server's URL is never printed (its ``host:port`` is).
+
 Only ``db`` is redirected: a migration that reaches another database through
-``db.client`` writes there for real.
+``db.client`` (or MongoEngine documents on their own connection) writes there for real.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from alley import planning, transactions
 from alley.engine import Checked, Engine, Run
-from alley.errors import AlleyError, ExitCode, UsageError
+from alley.errors import AlleyError, ConfigError, ConnectionFailed, ExitCode, UsageError
 from alley.model import Direction, LoadedMigration, MigrationStatus, Plan, State, StepResult
 
 if TYPE_CHECKING:
@@ -235,6 +241,9 @@ class RehearsalReport:
         when nothing was pending: none was made). :ivar kept: it was not dropped.
     :ivar sample: the documents asked per collection; :ivar seeded: collection ->
         documents copied (every collection copied, 0 included).
+    :ivar server: ``host:port`` of the server the throwaway database is on (``""``
+        when not known); :ivar other_server: whether that is another server than the
+        real database's (``--server``).
     """
 
     database: str
@@ -244,6 +253,8 @@ class RehearsalReport:
     seeded: Mapping[str, int] = field(default_factory=dict)
     migrations: tuple[Rehearsed, ...] = ()
     notes: tuple[str, ...] = ()
+    server: str = ""
+    other_server: bool = False
 
     @property
     def failed(self) -> Rehearsed | None:
@@ -277,6 +288,8 @@ class RehearsalReport:
             "database": self.database,
             "throwaway": self.throwaway,
             "kept": self.kept,
+            "server": self.server,
+            "other_server": self.other_server,
             "sample": self.sample,
             "seeded": dict(self.seeded),
             "migrations": [
@@ -394,37 +407,175 @@ def rehearse(
     sample: int = DEFAULT_SAMPLE,
     keep: bool = False,
     on_migration: RehearsedCallback | None = None,
+    server: str | None = None,
 ) -> RehearsalReport:
     """Rehearse ``engine``'s pending migrations on a throwaway copy of its database
     (see the module's docstring). ``on_migration`` is called with each
-    :class:`Rehearsed` as it is done.
+    :class:`Rehearsed` as it is done. ``server``: a ``mongodb://`` URL of another
+    server to make the throwaway database on (the real one is then only read).
 
     :raises UsageError: ``sample`` is negative.
+    :raises ConfigError: ``server`` is not a valid URL (exit 3).
+    :raises ConnectionFailed: ``server`` does not answer or refuses the credentials
+        (exit 4); nothing was written anywhere.
     """
     if sample < 0:
         raise UsageError(f"--sample must be 0 or more, not {sample}")
+    other = server_settings(engine.settings, server) if server is not None else None
     snapshot = engine.snapshot()
     plan = planning.plan_up(snapshot.statuses)
     real = engine.db
-    if not plan:
-        return RehearsalReport(real.name, None, False, sample, notes=tuple(engine.notes))
-    # up's own pre-flight, on the real database and its history store (read only):
-    # files load, lint, steps waiting for a person, transactions the server lacks.
-    checked = engine.preflight(snapshot.statuses, plan, allow_drift=True, retry=True)
-    client = real.client
-    name = throwaway_name(real.name, client.list_database_names())
-    rehearsed: list[Rehearsed] = []
-    seeded: dict[str, int] = {}
-    notes: list[str] = []
-    with _throwaway(client, name, keep):
-        target = client[name]
-        seeded, copy_notes = copy_structure(real, target, sample, own_collections(engine.settings))
-        notes += copy_notes
-        rehearsed = _rehearse_plan(engine, target, plan, checked.loaded, on_migration)
+    client = real.client if other is None else connect_server(other)
+    try:
+        where = other.redacted_target() if other is not None else _address(client)
+        if not plan:
+            return RehearsalReport(
+                real.name,
+                None,
+                False,
+                sample,
+                notes=tuple(engine.notes),
+                server=where,
+                other_server=other is not None,
+            )
+        # up's own pre-flight, on the real database and its history store (read
+        # only): files load, lint, steps waiting for a person, transactions the
+        # server lacks.
+        checked = engine.preflight(snapshot.statuses, plan, allow_drift=True, retry=True)
+        # Not a name the target server already has (on another server, a name the
+        # real one has does not matter: nothing is created there).
+        name = throwaway_name(real.name, client.list_database_names())
+        rehearsed: list[Rehearsed] = []
+        seeded: dict[str, int] = {}
+        notes: list[str] = []
+        with _throwaway(client, name, keep):
+            target = client[name]
+            skip = own_collections(engine.settings)
+            seeded, copy_notes = copy_structure(real, target, sample, skip)
+            notes += copy_notes
+            rehearsed = _rehearse_plan(engine, target, plan, checked.loaded, on_migration, other)
+    finally:
+        if other is not None:
+            client.close()
     notes += [n for n in engine.notes if n not in notes]
     return RehearsalReport(
-        real.name, name, keep, sample, seeded, tuple(rehearsed), tuple(dict.fromkeys(notes))
+        real.name,
+        name,
+        keep,
+        sample,
+        seeded,
+        tuple(rehearsed),
+        tuple(dict.fromkeys(notes)),
+        server=where,
+        other_server=other is not None,
     )
+
+
+#: The settings that say where and as whom to connect: none of the real database's
+#: is carried over to the other server.
+_CONNECTION_KEYS = ("url", "database", "username", "password", "auth_source", "host", "port")
+
+
+def server_settings(settings: Settings, url: str) -> Settings:
+    """``settings`` with the connection replaced by ``url`` alone (the real
+    database's host, port, credentials and database are not carried over; every other
+    setting is): the other server of ``alley test --server``.
+
+    :raises ConfigError: ``url`` is not a valid ``mongodb://`` / ``mongodb+srv://``
+        URL (the message never shows its password).
+    """
+    from alley.settings import DEFAULT_HOST, DEFAULT_PORT
+
+    if not url.strip():
+        # Not the default localhost:27017: an empty "$REHEARSAL_URL" is a mistake.
+        raise ConfigError(
+            "--server: invalid URL '' (empty)", hint="it starts with mongodb:// or mongodb+srv://"
+        )
+    other = dataclasses.replace(
+        settings,
+        url=url,
+        database=None,
+        username=None,
+        password=None,
+        auth_source=None,
+        host=DEFAULT_HOST,
+        port=DEFAULT_PORT,
+        origins={k: v for k, v in settings.origins.items() if k not in _CONNECTION_KEYS},
+    )
+    try:
+        other.connection()
+    except ConfigError as error:
+        raise ConfigError(f"--server: {error.message}", hint=error.hint) from None
+    return other
+
+
+def connect_server(settings: Settings) -> Any:
+    """A PyMongo client of the other server (``settings`` from :func:`server_settings`),
+    made after alley's write watcher is registered (as the command's own is), and
+    checked with a ``ping``.
+
+    :raises ConfigError: the driver refuses the URL's options (exit 3).
+    :raises ConnectionFailed: the server does not answer within ``--timeout``, or
+        refuses the credentials (exit 4).
+    """
+    from pymongo import MongoClient, errors
+
+    from alley import write_watch
+
+    target = settings.connection()
+    write_watch.install()
+    timeout_ms = int(settings.timeout * 1000)
+    options: dict[str, Any] = {
+        "serverSelectionTimeoutMS": timeout_ms,
+        "connectTimeoutMS": timeout_ms,
+        "appname": "alley",
+        # As the command's own client (MongoEngine's default), so both read UUIDs alike.
+        "uuidRepresentation": "pythonLegacy",
+    }
+    if target.username:
+        options["username"] = target.username
+    if target.password:
+        options["password"] = target.password
+    if target.auth_source:
+        options["authSource"] = target.auth_source
+    host: str = target.url or target.host
+    try:
+        client: Any = MongoClient(host, None if target.url else target.port, **options)
+    except (errors.ConfigurationError, errors.InvalidURI, ValueError, TypeError) as error:
+        raise ConfigError(f"--server: {_without(str(error), target.password)}") from None
+    try:
+        client.admin.command("ping")
+    except errors.OperationFailure as error:
+        client.close()
+        raise ConnectionFailed(
+            f"the --server at {target.where} refused: {_without(str(error), target.password)}"
+        ) from None
+    except errors.PyMongoError:
+        client.close()
+        raise ConnectionFailed(
+            f"cannot reach the --server at {target.where} within {settings.timeout:g}s",
+            hint="check its URL and that it runs; python -m alley.testing --detach starts one",
+        ) from None
+    return client
+
+
+def _without(message: str, password: str | None) -> str:
+    """The first line of a driver message, without the password if it shows."""
+    line = _one_line(message.splitlines()[0] if message else "unknown error")
+    if password:
+        from urllib.parse import quote_plus
+
+        line = line.replace(password, "***").replace(quote_plus(password), "***")
+    return line
+
+
+def _address(client: Any) -> str:
+    """``host:port`` of the server ``client`` talks to (``""`` when it cannot say)."""
+    try:
+        address = client.address
+    except Exception:  # an application's client in a state alley does not know
+        return ""
+    return "" if address is None else f"{address[0]}:{address[1]}"
 
 
 @contextmanager
@@ -438,22 +589,47 @@ def _throwaway(client: Any, name: str, keep: bool) -> Iterator[None]:
             client.drop_database(name)
 
 
+class _OnAnotherServer(Engine):
+    """The rehearsal's engine when its database is on the other server: ``async def``
+    migrations get a connection to that server (the connection plugin only makes them
+    for the clients it connected, the real server's)."""
+
+    def __init__(self, *args: Any, server: Settings, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._server = server
+
+    def async_connection(self) -> Any:
+        from alley_plugins.mongoengine_connection import async_connection
+
+        made: Any = self.__dict__.get("_async_connection")
+        if made is not None and not made.closed:
+            return made
+        made = async_connection(self._server, self.db.name)
+        self.__dict__["_async_connection"] = made
+        return made
+
+
 def _rehearse_plan(
     engine: Engine,
     target: Any,
     plan: Plan,
     loaded: Mapping[str, LoadedMigration],
     on_migration: RehearsedCallback | None,
+    other: Settings | None = None,
 ) -> list[Rehearsed]:
     from alley.memory_store import MemoryStore
 
     store = MemoryStore(records=engine.store.read_records())
-    rehearsal = Engine(
-        engine.settings,
-        db=target,
-        hooks=engine.hooks,
-        migrations=engine.migrations,
-        store=store,
+    parts: dict[str, Any] = {
+        "db": target,
+        "hooks": engine.hooks,
+        "migrations": engine.migrations,
+        "store": store,
+    }
+    rehearsal = (
+        Engine(engine.settings, **parts)
+        if other is None
+        else _OnAnotherServer(engine.settings, server=other, **parts)
     )
     modules: dict[str, LoadedMigration] = {
         filename: _WithoutTransaction(module) if transactions.declared(module) else module
@@ -557,11 +733,13 @@ __all__ = [
     "RehearsalReport",
     "Rehearsed",
     "Snapshot",
+    "connect_server",
     "copy_structure",
     "differences",
     "is_throwaway",
     "own_collections",
     "rehearse",
+    "server_settings",
     "take_snapshot",
     "throwaway_name",
 ]

@@ -869,12 +869,15 @@ def rehearsal_summary(report: Any, out: TextIO | None = None) -> None:
     rehearsed = sum(1 for m in report.migrations if m.ran)
     parts = ", ".join(f"{counts[w]} {w}" for w in order if counts.get(w))
     copied = sum(report.seeded.values())
+    # Said only for --server: the same server is the one the command names.
+    on = f" on {report.server}" if getattr(report, "other_server", False) else ""
     out.write(
-        f"{rehearsed} rehearsed: {parts} (on a copy of {report.database}: "
+        f"{rehearsed} rehearsed: {parts} (on a copy of {report.database}"
+        f"{' made' + on if on else ''}: "
         f"{len(report.seeded)} collection{'s' * (len(report.seeded) != 1)}, "
         f"{copied} document{'s' * (copied != 1)}, --sample {report.sample})\n"
     )
     if report.kept:
-        out.write(f"kept the throwaway database {report.throwaway}\n")
+        out.write(f"kept the throwaway database {report.throwaway}{on}\n")
     else:
-        out.write(f"dropped the throwaway database {report.throwaway}\n")
+        out.write(f"dropped the throwaway database {report.throwaway}{on}\n")

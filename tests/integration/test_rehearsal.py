@@ -13,15 +13,23 @@ and log included -- is byte for byte what it was (raw BSON of each document,
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
+from pymongo import MongoClient
+from pymongo.uri_parser import parse_uri
 
+from alley.testing.server import Server, start_server
 from conftest import Project, finish, wait_for
 
 OK, MIGRATION_FAILED, INTEGRITY = 0, 1, 6
@@ -546,3 +554,259 @@ def test_a_large_sample_is_copied_in_batches(project: Project, mongo_db: Any) ->
     finally:
         mongo_db.client.drop_database(data["throwaway"])
     assert raw_state(mongo_db) == state
+
+
+# ---------------------------------------------------------------------------
+# --server URL: the throwaway database on another server
+# ---------------------------------------------------------------------------
+
+HOST_PORT = re.compile(r"\b[\w.-]+:\d+\b")
+
+
+@pytest.fixture(scope="module")
+def second_server(mongodb_server: Server) -> Iterator[Server]:
+    """Another server of the same kind as the tests' (about a second to start)."""
+    if mongodb_server.kind == "uri":
+        pytest.skip("this server is an external one (a URI): no second one can be started")
+    server = start_server(kinds=(mongodb_server.kind,))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def other(second_server: Server) -> Iterator[MongoClient[dict[str, Any]]]:
+    """A client of the second server; its databases are what they were afterwards."""
+    client: MongoClient[dict[str, Any]] = MongoClient(second_server.uri)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def address(uri: str) -> str:
+    host, port = parse_uri(uri)["nodelist"][0]
+    return f"{host}:{port}"
+
+
+def database_names(client: Any) -> list[str]:
+    return sorted(client.list_database_names())
+
+
+def verdicts(stdout: str) -> dict[str, str]:
+    return {line.split()[0]: line.split("s  ", 3)[-1] for line in stdout.splitlines()[:5]}
+
+
+def test_on_another_server_finds_what_the_same_server_finds(
+    project: Project,
+    mongo_db: Any,
+    before: dict[str, Any],
+    second_server: Server,
+    other: MongoClient[dict[str, Any]],
+) -> None:
+    real_names, other_names = database_names(mongo_db.client), database_names(other)
+    where = address(second_server.uri)
+
+    elsewhere = project.alley("test", "--server", second_server.uri)
+
+    assert elsewhere.returncode == INTEGRITY, elsewhere.output
+    lines = elsewhere.stdout.splitlines()
+    assert lines[5] == (
+        "5 rehearsed: 3 ok, 1 irreversible, 1 not repeatable (on a copy of "
+        f"{mongo_db.name} made on {where}: 3 collections, 12 documents, --sample 100)"
+    )
+    assert re.fullmatch(
+        f"dropped the throwaway database {mongo_db.name}_alley_test_[0-9a-f]{{6}} on {where}",
+        lines[6],
+    ), lines[6]
+    assert len(lines) == 7
+    # Nothing was created on the real server, nothing is left on the other one.
+    assert database_names(mongo_db.client) == real_names
+    assert raw_state(mongo_db) == before
+    assert database_names(other) == other_names
+
+    same = project.alley("test")
+    assert same.returncode == INTEGRITY, same.output
+    assert verdicts(elsewhere.stdout) == verdicts(same.stdout)
+    assert "made on" not in same.stdout  # the same server is not named
+    assert verdicts(same.stdout)["0004_tiers.py"].startswith("IRREVERSIBLE")
+    assert raw_state(mongo_db) == before
+
+
+def test_on_another_server_keep_and_json(
+    project: Project,
+    mongo_db: Any,
+    before: dict[str, Any],
+    second_server: Server,
+    other: MongoClient[dict[str, Any]],
+) -> None:
+    real_names, other_names = database_names(mongo_db.client), database_names(other)
+
+    result = project.alley(
+        "test", "--server", second_server.uri, "--keep", "--sample", "2", "--json"
+    )
+
+    assert result.returncode == INTEGRITY, result.output
+    data = json.loads(result.stdout)
+    kept = data["throwaway"]
+    try:
+        assert (data["server"], data["other_server"], data["kept"]) == (
+            address(second_server.uri),
+            True,
+            True,
+        )
+        assert {m["filename"]: m["result"] for m in data["migrations"]} == {
+            "0003_status.py": "ok",
+            "0004_tiers.py": "irreversible",
+            "0005_audit.py": "not repeatable",
+            "0006_flags.py": "ok",  # async def: on an async client of the other server
+            "0007_reports.py": "ok",
+        }
+        assert data["seeded"] == {"events": 2, "orders": 2, "users": 2}
+        # The kept copy is on the other server, as the rehearsal left it.
+        assert database_names(other) == sorted([*other_names, kept])
+        copy = other[kept]
+        assert list(copy.orders.find().sort("_id", 1)) == [
+            {"_id": 1, "total": 10},
+            {"_id": 2, "total": 20},
+        ]
+        assert copy.flags.find_one() == {"_id": "dark_mode", "on": False}
+        assert copy.users.index_information().keys() == {"_id_", "email_1_name_1"}
+        # ... and never was on the real one.
+        assert database_names(mongo_db.client) == real_names
+    finally:
+        other.drop_database(kept)
+    assert raw_state(mongo_db) == before
+
+
+def test_json_names_the_same_server_when_no_other(
+    project: Project, mongo_db: Any, before: dict[str, Any], mongodb_server: Server
+) -> None:
+    data = json.loads(project.alley("test", "--json", "--sample", "0").stdout)
+
+    assert (data["server"], data["other_server"]) == (address(mongodb_server.uri), False)
+
+
+def free_port() -> int:
+    """A port nothing listens on (the OS's pick, closed again)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_an_unreachable_server_is_one_line_exit_4_and_nothing_is_written(
+    project: Project, mongo_db: Any, before: dict[str, Any]
+) -> None:
+    real_names = database_names(mongo_db.client)
+    port = free_port()
+
+    result = project.alley(
+        "--timeout", "1", "test", "--server", f"mongodb://ops:s3cret@127.0.0.1:{port}/"
+    )
+
+    assert (result.returncode, result.stdout) == (4, ""), result.output
+    assert result.stderr == (
+        f"alley: error: cannot reach the --server at 127.0.0.1:{port} within 1s (check its "
+        "URL and that it runs; python -m alley.testing --detach starts one)\n"
+    )
+    assert database_names(mongo_db.client) == real_names
+    assert raw_state(mongo_db) == before
+
+
+@pytest.mark.parametrize(
+    "url", ["mongodb://ops:s3cret@127.0.0.1:port/", "http://ops:s3cret@example.com/", ""]
+)
+def test_a_malformed_server_url_is_one_line_exit_3(
+    project: Project, mongo_db: Any, before: dict[str, Any], url: str
+) -> None:
+    real_names = database_names(mongo_db.client)
+
+    result = project.alley("test", "--server", url)
+
+    assert (result.returncode, result.stdout) == (3, ""), result.output
+    assert result.stderr.startswith("alley: error: --server: invalid URL '"), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "s3cret" not in result.stderr
+    assert database_names(mongo_db.client) == real_names
+    assert raw_state(mongo_db) == before
+
+
+def test_on_another_server_from_python(
+    project: Project,
+    mongo_db: Any,
+    before: dict[str, Any],
+    second_server: Server,
+    other: MongoClient[dict[str, Any]],
+) -> None:
+    from alley import api
+    from alley.settings import load_settings
+
+    real_names, other_names = database_names(mongo_db.client), database_names(other)
+    settings = load_settings({"path": project.root, "url": project.uri}, environ={})
+
+    report = api.rehearse(settings, sample=1, server=second_server.uri)
+
+    assert [m.result for m in report.migrations] == [
+        "ok",
+        "irreversible",
+        "not repeatable",
+        "ok",
+        "ok",
+    ]
+    assert (report.server, report.other_server) == (address(second_server.uri), True)
+    assert database_names(mongo_db.client) == real_names
+    assert database_names(other) == other_names
+    assert raw_state(mongo_db) == before
+
+
+def test_the_documented_recipe(
+    project: Project, mongo_db: Any, before: dict[str, Any], mongodb_server: Server
+) -> None:
+    """docs/rehearsal.md's three lines, as they are there, in bash: a background
+    server of the tests' kind, a rehearsal on it, the server stopped; ALLEY_URL is
+    still the real database's afterwards."""
+    page = DOCS.read_text()
+    section = page.split("## On another server: `--server URL`", 1)[1]
+    recipe = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    shown = section.split('$ alley test --server "$REHEARSAL_URL"\n', 1)[1].split("```", 1)[0]
+    real_names = database_names(mongo_db.client)
+    state_file = project.root / "background-server.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALLEY_")}
+    env.update(
+        ALLEY_URL=project.uri,
+        ALLEY_TEST_SERVER=mongodb_server.kind,
+        ALLEY_TESTING_STATE_FILE=str(state_file),
+        ALLEY_CACHE_DIR=str(project.root / ".alley-cache"),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    )
+    script = f'{recipe}echo "ALLEY_URL=$ALLEY_URL"\n'
+    try:
+        ran = subprocess.run(
+            ["bash", "-c", script],
+            cwd=project.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    finally:  # the background server never outlives the test
+        subprocess.run(
+            [sys.executable, "-m", "alley.testing", "--stop"],
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+
+    output = ran.stdout.splitlines(keepends=True)
+    assert output[-1] == f"ALLEY_URL={project.uri}\n", ran.stdout + ran.stderr
+    rehearsal = "".join(output[:-1]).replace(mongo_db.name, "shop")
+    assert HOST_PORT.sub("HOST:PORT", comparable(rehearsal)) == HOST_PORT.sub(
+        "HOST:PORT", comparable(shown)
+    ), ran.stdout + ran.stderr
+    assert "stopped the background server" in ran.stderr
+    assert database_names(mongo_db.client) == real_names
+    assert raw_state(mongo_db) == before

@@ -1,11 +1,16 @@
 """The pure parts of ``alley test`` (:mod:`alley.rehearsal`): snapshot differences and
-their wording, verdicts, exit codes, the throwaway database's name, the lines printed."""
+their wording, verdicts, exit codes, the throwaway database's name, the lines printed,
+the settings of ``--server``'s other server."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
+import pytest
+
 from alley import render
+from alley.errors import ConfigError
 from alley.rehearsal import (
     CollectionShot,
     RehearsalReport,
@@ -13,8 +18,10 @@ from alley.rehearsal import (
     Snapshot,
     differences,
     is_throwaway,
+    server_settings,
     throwaway_name,
 )
+from alley.settings import Settings
 
 
 def shot(documents: dict[bytes, str], indexes: dict[str, str] | None = None) -> CollectionShot:
@@ -165,3 +172,67 @@ def test_throwaway_names() -> None:
     taken = throwaway_name("app", ["app_alley_test_0a1b2c"], token="0a1b2c")
     assert taken != "app_alley_test_0a1b2c"
     assert is_throwaway(taken)
+
+
+def test_summary_on_another_server_names_it() -> None:
+    items = (Rehearsed(3, "a", (0.1, 0.1, 0.1)),)
+    report = RehearsalReport(
+        "app",
+        "app_alley_test_abcdef",
+        False,
+        5,
+        {"users": 5},
+        items,
+        server="127.0.0.1:27018",
+        other_server=True,
+    )
+    out = io.StringIO()
+    render.rehearsal_summary(report, out)
+    assert out.getvalue() == (
+        "1 rehearsed: 1 ok (on a copy of app made on 127.0.0.1:27018: 1 collection, "
+        "5 documents, --sample 5)\n"
+        "dropped the throwaway database app_alley_test_abcdef on 127.0.0.1:27018\n"
+    )
+    data = report.as_dict()
+    assert (data["server"], data["other_server"]) == ("127.0.0.1:27018", True)
+    # The same server is not named in the text (the command names it), only in JSON.
+    same = dataclasses.replace(report, other_server=False)
+    out = io.StringIO()
+    render.rehearsal_summary(same, out)
+    assert " on 127.0.0.1" not in out.getvalue()
+    assert same.as_dict()["server"] == "127.0.0.1:27018"
+
+
+def test_server_settings_carry_over_nothing_of_the_real_connection() -> None:
+    real = Settings(
+        url="mongodb://app:prod-secret@db.example.com:27017/shop?authSource=admin",
+        username="app",
+        password="prod-secret",
+        database="shop",
+        timeout=7.0,
+        origins={"url": "env:ALLEY_URL", "password": "cli", "timeout": "cli"},
+    )
+    other = server_settings(real, "mongodb://127.0.0.1:27018/")
+    target = other.connection()
+    assert (target.host, target.port, target.where) == ("127.0.0.1", 27018, "127.0.0.1:27018")
+    assert (target.username, target.password, target.database, target.auth_source) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert other.timeout == 7.0  # not a connection setting: kept
+    with_user = server_settings(real, "mongodb://ops:s3cret@127.0.0.1:27018/?authSource=admin")
+    assert with_user.connection().username == "ops"
+    assert with_user.redacted_target() == "127.0.0.1:27018"
+
+
+@pytest.mark.parametrize(
+    "url", ["mongodb://ops:s3cret@127.0.0.1:port/", "ops:s3cret@127.0.0.1", ""]
+)
+def test_a_malformed_server_url_is_a_config_error_without_its_password(url: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        server_settings(Settings(), url)
+    assert raised.value.exit_code == 3
+    assert str(raised.value).startswith("--server: invalid URL")
+    assert "s3cret" not in str(raised.value)
