@@ -547,8 +547,10 @@ def connect_server(settings: Settings) -> Any:
         client.admin.command("ping")
     except errors.OperationFailure as error:
         client.close()
+        said = (error.details or {}).get("errmsg") or str(error)
         raise ConnectionFailed(
-            f"the --server at {target.where} refused: {_without(str(error), target.password)}"
+            f"the --server at {target.where} refused: {_without(str(said), target.password)}",
+            hint="check the user, password and authSource in its URL",
         ) from None
     except errors.PyMongoError:
         client.close()

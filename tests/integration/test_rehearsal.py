@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,7 +29,8 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 from pymongo.uri_parser import parse_uri
 
-from alley.testing.server import Server, start_server
+from alley.rehearsal import is_throwaway
+from alley.testing.server import Credentials, Server, start_server
 from conftest import Project, finish, wait_for
 
 OK, MIGRATION_FAILED, INTEGRITY = 0, 1, 6
@@ -688,29 +689,22 @@ def test_json_names_the_same_server_when_no_other(
     assert (data["server"], data["other_server"]) == (address(mongodb_server.uri), False)
 
 
-def free_port() -> int:
-    """A port nothing listens on (the OS's pick, closed again)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 def test_an_unreachable_server_is_one_line_exit_4_and_nothing_is_written(
     project: Project, mongo_db: Any, before: dict[str, Any]
 ) -> None:
+    """The command docs/rehearsal.md shows, and the line it shows (port 1: nothing
+    listens there)."""
+    section = DOCS.read_text().split("## On another server: `--server URL`", 1)[1]
+    command, shown = section.split("  $ alley ", 1)[1].splitlines()[:2]
     real_names = database_names(mongo_db.client)
-    port = free_port()
 
-    result = project.alley(
-        "--timeout", "1", "test", "--server", f"mongodb://ops:s3cret@127.0.0.1:{port}/"
-    )
+    result = project.alley(*shlex.split(command))
 
+    assert command.startswith("--timeout 1 test --server mongodb://ops:s3cret@127.0.0.1:1/")
     assert (result.returncode, result.stdout) == (4, ""), result.output
-    assert result.stderr == (
-        f"alley: error: cannot reach the --server at 127.0.0.1:{port} within 1s (check its "
-        "URL and that it runs; python -m alley.testing --detach starts one)\n"
-    )
+    assert result.stderr == shown.strip() + "\n"
+    assert result.stderr.startswith("alley: error: cannot reach the --server at 127.0.0.1:1 ")
+    assert "s3cret" not in result.stderr
     assert database_names(mongo_db.client) == real_names
     assert raw_state(mongo_db) == before
 
@@ -808,5 +802,39 @@ def test_the_documented_recipe(
         "HOST:PORT", comparable(shown)
     ), ran.stdout + ran.stderr
     assert "stopped the background server" in ran.stderr
+    assert database_names(mongo_db.client) == real_names
+    assert raw_state(mongo_db) == before
+
+
+def test_on_a_server_with_credentials_the_password_never_shows(
+    project: Project,
+    mongo_db: Any,
+    before: dict[str, Any],
+    mongodb_server: Server,
+    server_capabilities: Any,
+) -> None:
+    server_capabilities.require("auth")
+    real_names = database_names(mongo_db.client)
+    guarded = start_server(
+        kinds=(mongodb_server.kind,), credentials=Credentials("ops", "pw-s3cret", "admin")
+    )
+    try:
+        where = address(guarded.uri)
+        right = project.alley("test", "--server", guarded.uri, "--sample", "1")
+        wrong = project.alley("test", "--server", guarded.uri.replace("pw-s3cret", "nope-s3cret"))
+        with MongoClient(guarded.uri) as client:
+            left = [n for n in client.list_database_names() if is_throwaway(n)]
+    finally:
+        guarded.stop()
+
+    assert right.returncode == INTEGRITY, right.output
+    assert f"made on {where}:" in right.stdout
+    assert "s3cret" not in right.output
+    assert left == []
+    assert (wrong.returncode, wrong.stdout) == (4, ""), wrong.output
+    assert wrong.stderr.startswith(f"alley: error: the --server at {where} refused: ")
+    assert wrong.stderr.endswith(" (check the user, password and authSource in its URL)\n")
+    assert wrong.stderr.count("\n") == 1, wrong.stderr
+    assert "s3cret" not in wrong.stderr
     assert database_names(mongo_db.client) == real_names
     assert raw_state(mongo_db) == before
