@@ -838,3 +838,34 @@ def test_on_a_server_with_credentials_the_password_never_shows(
     assert "s3cret" not in wrong.stderr
     assert database_names(mongo_db.client) == real_names
     assert raw_state(mongo_db) == before
+
+
+def test_a_stopped_rehearsal_on_another_server_drops_its_throwaway_there(
+    project: Project,
+    mongo_db: Any,
+    second_server: Server,
+    other: MongoClient[dict[str, Any]],
+) -> None:
+    waiting = project.root / "waiting"
+    sample_project(project, {"0003_wait.py": WAITING.format(waiting=str(waiting))})
+    state = raw_state(mongo_db)
+    real_names, other_names = database_names(mongo_db.client), database_names(other)
+
+    rehearsal = project.spawn("test", "--server", second_server.uri)
+    try:
+        wait_for(waiting.exists, timeout=60, what="the migration to start")
+        # It runs on the other server's copy; the real server has none.
+        running = [n for n in database_names(other) if n not in other_names]
+        assert len(running) == 1, running
+        assert is_throwaway(running[0]), running
+        assert database_names(mongo_db.client) == real_names
+        rehearsal.send_signal(signal.SIGTERM)
+        result = finish(rehearsal, timeout=60)
+    finally:
+        if rehearsal.poll() is None:
+            rehearsal.kill()
+
+    assert result.returncode == TERMINATED, result.output
+    assert database_names(other) == other_names
+    assert database_names(mongo_db.client) == real_names
+    assert raw_state(mongo_db) == state
