@@ -12,7 +12,7 @@ import contextlib
 import sys
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -116,6 +116,12 @@ class Hooks:
         """A plugin's connection for ``async def`` migrations on ``db``, or ``None``."""
         with self.attributed():
             return self._hook.alley_connect_async(settings=settings, db=db)
+
+    def redirect_documents(self, settings: Settings, db: Any) -> AbstractContextManager[None]:
+        """A plugin's redirection of its models' database to ``db`` (a no-op if none)."""
+        with self.attributed():
+            found = self._hook.alley_redirect_documents(settings=settings, db=db)
+        return contextlib.nullcontext() if found is None else found
 
     def databases(self, settings: Settings, client: Any) -> list[str]:
         """Every plugin's databases for ``settings.databases``, in order, each once."""

@@ -12,6 +12,7 @@ from these docstrings.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -79,6 +80,31 @@ def alley_connect_async(settings: Settings, db: Database[Any]) -> AsyncConnectio
 
     Default: ``alley_plugins.mongoengine_connection``, for the databases of clients it
     connected: an ``AsyncMongoClient`` with the sync client's settings.
+    """
+
+
+@hookspec(firstresult=True)
+def alley_redirect_documents(
+    settings: Settings, db: Database[Any]
+) -> AbstractContextManager[None] | None:
+    """Return a context manager inside which the models migrations use through this
+    plugin's connection (MongoEngine documents on the aliases it registered) read and
+    write ``db`` instead of the command's database.
+
+    ``alley test`` enters it around its rehearsal, whose ``db`` is a throwaway
+    database (on the same server or another): a migration's documents must not reach
+    the real database while its ``db`` is redirected. Leaving the block must put
+    everything back, also on an error or Ctrl-C.
+
+    Stops at first non-None result. Return ``None`` when this plugin connected nothing
+    such models use (an application's own connection is not its to redirect).
+
+    :param settings: The resolved settings.
+    :param db: The database to redirect to.
+    :returns: A context manager, or ``None``.
+
+    Default: ``alley_plugins.mongoengine_connection``, for the MongoEngine aliases it
+    registered (the default alias, unless the application had registered it).
     """
 
 

@@ -425,7 +425,9 @@ def rehearse(
     snapshot = engine.snapshot()
     plan = planning.plan_up(snapshot.statuses)
     real = engine.db
-    client = real.client if other is None else connect_server(other)
+    if other is not None:  # the URL names no database of its own: the real one's name
+        other = dataclasses.replace(other, database=other.connection().database or real.name)
+    client = real.client if other is None else connect_server(engine, other)
     try:
         where = other.redacted_target() if other is not None else _address(client)
         if not plan:
@@ -509,56 +511,32 @@ def server_settings(settings: Settings, url: str) -> Settings:
     return other
 
 
-def connect_server(settings: Settings) -> Any:
-    """A PyMongo client of the other server (``settings`` from :func:`server_settings`),
-    made after alley's write watcher is registered (as the command's own is), and
-    checked with a ``ping``.
+def connect_server(engine: Engine, settings: Settings) -> Any:
+    """The other server's client (``settings`` from :func:`server_settings`), connected
+    by the connection plugin as the command's own is: after alley's write watcher is
+    registered, with the plugin's checks and errors, and so with what the plugin gives
+    the clients it connected (a connection for ``async def`` migrations, its models'
+    documents redirected).
 
     :raises ConfigError: the driver refuses the URL's options (exit 3).
     :raises ConnectionFailed: the server does not answer within ``--timeout``, or
         refuses the credentials (exit 4).
     """
-    from pymongo import MongoClient, errors
-
     from alley import write_watch
 
-    target = settings.connection()
     write_watch.install()
-    timeout_ms = int(settings.timeout * 1000)
-    options: dict[str, Any] = {
-        "serverSelectionTimeoutMS": timeout_ms,
-        "connectTimeoutMS": timeout_ms,
-        "appname": "alley",
-        # As the command's own client (MongoEngine's default), so both read UUIDs alike.
-        "uuidRepresentation": "pythonLegacy",
-    }
-    if target.username:
-        options["username"] = target.username
-    if target.password:
-        options["password"] = target.password
-    if target.auth_source:
-        options["authSource"] = target.auth_source
-    host: str = target.url or target.host
     try:
-        client: Any = MongoClient(host, None if target.url else target.port, **options)
-    except (errors.ConfigurationError, errors.InvalidURI, ValueError, TypeError) as error:
-        raise ConfigError(f"--server: {_without(str(error), target.password)}") from None
-    try:
-        client.admin.command("ping")
-    except errors.OperationFailure as error:
-        client.close()
-        said = (error.details or {}).get("errmsg") or str(error)
+        return engine.hooks.connect(settings).client
+    except ConnectionFailed as error:
+        unreachable = error.message.startswith("cannot reach")
         raise ConnectionFailed(
-            f"the --server at {target.where} refused: {_without(str(said), target.password)}",
-            hint="check the user, password and authSource in its URL",
+            f"--server: {error.message}",
+            hint="check its URL and that it runs; python -m alley.testing --detach starts one"
+            if unreachable
+            else "check the user, password and authSource in its URL",
         ) from None
-    except errors.PyMongoError:
-        client.close()
-        raise ConnectionFailed(
-            f"cannot reach the --server at {target.where} within {settings.timeout:g}s",
-            hint="check its URL and that it runs; python -m alley.testing --detach starts one",
-        ) from None
-    return client
+    except ConfigError as error:
+        raise ConfigError(f"--server: {error.message}", hint=error.hint) from None
 
 
 def _without(message: str, password: str | None) -> str:
@@ -591,26 +569,6 @@ def _throwaway(client: Any, name: str, keep: bool) -> Iterator[None]:
             client.drop_database(name)
 
 
-class _OnAnotherServer(Engine):
-    """The rehearsal's engine when its database is on the other server: ``async def``
-    migrations get a connection to that server (the connection plugin only makes them
-    for the clients it connected, the real server's)."""
-
-    def __init__(self, *args: Any, server: Settings, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._server = server
-
-    def async_connection(self) -> Any:
-        from alley_plugins.mongoengine_connection import async_connection
-
-        made: Any = self.__dict__.get("_async_connection")
-        if made is not None and not made.closed:
-            return made
-        made = async_connection(self._server, self.db.name)
-        self.__dict__["_async_connection"] = made
-        return made
-
-
 def _rehearse_plan(
     engine: Engine,
     target: Any,
@@ -628,18 +586,18 @@ def _rehearse_plan(
         "migrations": engine.migrations,
         "store": store,
     }
-    rehearsal = (
-        Engine(engine.settings, **parts)
-        if other is None
-        else _OnAnotherServer(engine.settings, server=other, **parts)
-    )
+    # On another server, its settings: an async migration's connection is made to it.
+    rehearsal = Engine(engine.settings if other is None else other, **parts)
     modules: dict[str, LoadedMigration] = {
         filename: _WithoutTransaction(module) if transactions.declared(module) else module
         for filename, module in loaded.items()
     }
     done: list[Rehearsed] = []
+    # The migrations' MongoEngine documents use the throwaway database too (only the
+    # connection plugin knows the aliases it registered).
+    documents = engine.hooks.redirect_documents(engine.settings, target)
     try:
-        with rehearsal.locked("test") as run:
+        with documents, rehearsal.locked("test") as run:
             for position, step in enumerate(plan.steps):
                 item = _rehearse_one(run, target, step, modules)
                 done.append(item)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import warnings
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from alley.errors import AlleyWarning, ConfigError, ConnectionFailed
@@ -40,6 +40,17 @@ NO_DATABASE_WARNING = (
 
 # Aliases this module registered (not an application's), with their client.
 _opened: dict[str, Any] = {}
+
+#: MongoEngine private names :func:`alley_redirect_documents` uses (its public API can
+#: only point an alias at a database by closing the alias's client, which the command
+#: still needs): the cache of databases per alias, and the Document classes of an
+#: alias with the method that forgets their cached collection.
+#: ``tests/unit/test_mongoengine_private_names.py`` fails when one moves.
+MONGOENGINE_PRIVATE_NAMES = (
+    ("mongoengine.connection", "_dbs"),
+    ("mongoengine.base.common", "_get_documents_by_db"),
+    ("mongoengine.document", "Document._disconnect"),
+)
 # The asynchronous connections this module made (async migrations), open until closed.
 _opened_async: list[AsyncConnection] = []
 
@@ -118,6 +129,49 @@ def _connect(options: dict[str, Any], target: Connection) -> str:
     if not taken:
         _opened[alias] = client
     return alias
+
+
+@hookimpl(trylast=True)
+def alley_redirect_documents(
+    settings: Settings, db: Database[Any]
+) -> contextlib.AbstractContextManager[None] | None:
+    """MongoEngine documents on the aliases this module registered use ``db`` inside
+    the block (``alley test``'s throwaway database); ``None`` when it registered none."""
+    if not _opened:
+        return None
+    return _documents_on(list(_opened), db)
+
+
+@contextlib.contextmanager
+def _documents_on(aliases: list[str], db: Database[Any]) -> Iterator[None]:
+    from mongoengine import connection
+
+    cached: dict[str, Any] = connection._dbs
+    saved = {alias: cached.get(alias) for alias in aliases}
+    try:
+        for alias in aliases:
+            _detach(alias)
+            cached[alias] = db
+        yield
+    finally:
+        for alias in aliases:
+            _detach(alias)
+            if saved[alias] is None:
+                cached.pop(alias, None)
+            else:
+                cached[alias] = saved[alias]
+
+
+def _detach(alias: str) -> None:
+    """Make the Document classes of ``alias`` forget their cached collection, so the
+    next use asks for the alias's database again."""
+    from mongoengine import Document
+    from mongoengine.base.common import _get_documents_by_db
+    from mongoengine.connection import DEFAULT_CONNECTION_NAME
+
+    for document in _get_documents_by_db(alias, DEFAULT_CONNECTION_NAME):
+        if issubclass(document, Document):
+            document._disconnect()
 
 
 def _registered(alias: str) -> bool:

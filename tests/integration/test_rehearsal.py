@@ -703,7 +703,9 @@ def test_an_unreachable_server_is_one_line_exit_4_and_nothing_is_written(
     assert command.startswith("--timeout 1 test --server mongodb://ops:s3cret@127.0.0.1:1/")
     assert (result.returncode, result.stdout) == (4, ""), result.output
     assert result.stderr == shown.strip() + "\n"
-    assert result.stderr.startswith("alley: error: cannot reach the --server at 127.0.0.1:1 ")
+    assert result.stderr.startswith(
+        "alley: error: --server: cannot reach the server at 127.0.0.1:1 "
+    )
     assert "s3cret" not in result.stderr
     assert database_names(mongo_db.client) == real_names
     assert raw_state(mongo_db) == before
@@ -832,7 +834,9 @@ def test_on_a_server_with_credentials_the_password_never_shows(
     assert "s3cret" not in right.output
     assert left == []
     assert (wrong.returncode, wrong.stdout) == (4, ""), wrong.output
-    assert wrong.stderr.startswith(f"alley: error: the --server at {where} refused: ")
+    assert wrong.stderr.startswith(
+        f"alley: error: --server: authentication failed for user ops at {where} "
+    )
     assert wrong.stderr.endswith(" (check the user, password and authSource in its URL)\n")
     assert wrong.stderr.count("\n") == 1, wrong.stderr
     assert "s3cret" not in wrong.stderr
@@ -869,3 +873,57 @@ def test_a_stopped_rehearsal_on_another_server_drops_its_throwaway_there(
     assert database_names(other) == other_names
     assert database_names(mongo_db.client) == real_names
     assert raw_state(mongo_db) == state
+
+
+# ---------------------------------------------------------------------------
+# MongoEngine documents in migrations
+# ---------------------------------------------------------------------------
+
+DOCUMENTS = """import mongoengine as me
+
+
+class Badge(me.Document):
+    name = me.StringField(primary_key=True)
+    level = me.IntField()
+    meta = {"collection": "badges"}
+
+
+def up(db):
+    Badge(name="first", level=1).save()
+    Badge.objects(name="first").update(set__level=2)
+
+
+def down(db):
+    Badge.drop_collection()
+"""
+
+
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["same server", "--server"])
+def test_mongoengine_documents_in_a_migration_use_the_throwaway_database(
+    project: Project, mongo_db: Any, request: pytest.FixtureRequest, elsewhere: bool
+) -> None:
+    """alley connects MongoEngine's default alias, so migrations use documents; in a
+    rehearsal those documents write to the throwaway database, never the real one."""
+    sample_project(project, {"0003_badges.py": DOCUMENTS})
+    state = raw_state(mongo_db)
+    args = ["test", "--keep", "--json"]
+    if elsewhere:
+        args += ["--server", request.getfixturevalue("second_server").uri]
+    client = MongoClient(request.getfixturevalue("second_server").uri) if elsewhere else None
+
+    result = project.alley(*args)
+
+    assert result.returncode == OK, result.output
+    data = json.loads(result.stdout)
+    assert [m["result"] for m in data["migrations"]] == ["ok"]
+    assert raw_state(mongo_db) == state  # no badges collection, no index on the real one
+    copy = (client or mongo_db.client)[data["throwaway"]]
+    try:
+        assert list(copy.badges.find()) == [{"_id": "first", "level": 2}]
+    finally:
+        (client or mongo_db.client).drop_database(data["throwaway"])
+        if client is not None:
+            client.close()
+    up = project.alley("up")  # afterwards the documents are on the real database again
+    assert up.returncode == OK, up.output
+    assert list(mongo_db.badges.find()) == [{"_id": "first", "level": 2}]
