@@ -30,6 +30,7 @@ Only ``db`` is redirected: a migration that reaches another database through
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import re
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from alley import planning, transactions
 from alley.engine import Checked, Engine, Run
 from alley.errors import AlleyError, ConfigError, ConnectionFailed, ExitCode, UsageError
+from alley.lint import Rule, Severity, Source, lint_source, root_name
 from alley.model import Direction, LoadedMigration, MigrationStatus, Plan, State, StepResult
 
 if TYPE_CHECKING:
@@ -387,6 +389,47 @@ def copy_structure(
     return seeded, notes
 
 
+def _reaching_beyond_db(source: Source) -> Iterator[tuple[int, str]]:
+    """``db.client`` (the server's other databases) and clients a migration makes."""
+    for node in ast.walk(source.tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr == "client"
+            and root_name(node.value) in source.database_names
+        ):
+            yield node.lineno, "db.client"
+        elif isinstance(node, ast.Call):
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if called in ("MongoClient", "AsyncMongoClient"):
+                yield node.lineno, f"{called}()"
+
+
+#: Not a lint rule (nothing is wrong with such a migration): what a rehearsal says it
+#: cannot redirect to its throwaway copy.
+BEYOND_DB = Rule("beyond-db", Severity.WARNING, _reaching_beyond_db, "reaches beyond db")
+
+
+def beyond_db(plan: Plan) -> list[str]:
+    """A note for each place a planned migration reaches beyond its ``db``: what it
+    writes there, a rehearsal writes for real (only ``db`` and alley's MongoEngine
+    aliases are redirected). Found in the source, so a client reached another way
+    is not."""
+    notes = []
+    for step in plan.steps:
+        migration = step.migration
+        if migration is None:
+            continue
+        for found in lint_source(
+            migration.filename, migration.location, migration.source, [BEYOND_DB]
+        ):
+            notes.append(
+                f"{found.location}:{found.line}: {found.message} reaches beyond db: "
+                "what the migration writes through it, the rehearsal writes for real"
+            )
+    return notes
+
+
 class _WithoutTransaction:
     """A loaded migration as it is, but for ``transaction = True``: rehearsed on a
     server that has transactions, it runs without one (its history is in memory, which
@@ -449,7 +492,7 @@ def rehearse(
         name = throwaway_name(real.name, client.list_database_names())
         rehearsed: list[Rehearsed] = []
         seeded: dict[str, int] = {}
-        notes: list[str] = []
+        notes: list[str] = beyond_db(plan)
         with _throwaway(client, name, keep):
             target = client[name]
             skip = own_collections(engine.settings)

@@ -927,3 +927,34 @@ def test_mongoengine_documents_in_a_migration_use_the_throwaway_database(
     up = project.alley("up")  # afterwards the documents are on the real database again
     assert up.returncode == OK, up.output
     assert list(mongo_db.badges.find()) == [{"_id": "first", "level": 2}]
+
+
+BEYOND = """def up(db):
+    db.client[db.name + "_audit"].log.insert_one({"_id": "migrated"})
+    db.marks.insert_one({"_id": 1})
+
+
+def down(db):
+    db.client[db.name + "_audit"].drop_collection("log")
+    db.drop_collection("marks")
+"""
+
+
+def test_a_migration_reaching_beyond_db_is_named_before_it_runs(
+    project: Project, mongo_db: Any
+) -> None:
+    """``db.client`` is not redirected: the rehearsal says so, naming the line."""
+    sample_project(project, {"0003_audit.py": BEYOND})
+    audit = f"{mongo_db.name}_audit"
+    try:
+        result = project.alley("test")
+
+        assert result.returncode == OK, result.output
+        path = project.folder / "0003_audit.py"
+        said = "db.client reaches beyond db: what the migration writes through it, the "
+        assert result.stderr == (
+            f"alley: warning: {path}:2: {said}rehearsal writes for real\n"
+            f"alley: warning: {path}:7: {said}rehearsal writes for real\n"
+        )
+    finally:
+        mongo_db.client.drop_database(audit)

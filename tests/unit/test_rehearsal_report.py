@@ -236,3 +236,24 @@ def test_a_malformed_server_url_is_a_config_error_without_its_password(url: str)
     assert raised.value.exit_code == 3
     assert str(raised.value).startswith("--server: invalid URL")
     assert "s3cret" not in str(raised.value)
+
+
+def test_beyond_db_finds_the_client_and_clients_of_its_own() -> None:
+    from alley.model import Direction, Migration, MigrationStatus, Plan, State
+    from alley.rehearsal import beyond_db
+
+    source = (
+        "from pymongo import MongoClient\n\n\n"
+        "def up(db, step):\n"
+        "    other = MongoClient('mongodb://elsewhere')\n"
+        "    step.db.client.admin.command('ping')\n"
+        "    db.users.update_many({}, {'$set': {'client': 1}})\n\n\n"
+        "def down(db):\n"
+        "    pass\n"
+    )
+    migration = Migration(1, "x", "0001_x.py", source, "m/0001_x.py")
+    plan = Plan(Direction.UP, (MigrationStatus(1, "0001_x.py", State.PENDING, migration, None),))
+    assert [n.split(" reaches")[0] for n in beyond_db(plan)] == [
+        "m/0001_x.py:5: MongoClient()",
+        "m/0001_x.py:6: db.client",
+    ]
