@@ -2,8 +2,8 @@
 registry (:mod:`alley.testing.peers`, cached), applies some of its own migrations to
 the test server, writing its real history; alley then imports that history.
 
-flask-mongoengine-migrations (alley's ancestor) was never published on PyPI and its
-Bitbucket repository is gone, so it cannot be installed: its records are written here
+flask-mongoengine-migrations (alley's ancestor) is not on PyPI and its Bitbucket
+repository is on no package registry, so it cannot be installed: its records are written here
 in the exact format its source writes. From ``flask_mongoengine_migrations/migrations.py``
 (``Migrations.up``; ``MIGRATIONS_COLLECTION = 'migrations'`` in the original, per its
 README: "After execution the record about migration is added to ``migrations`` mongo
